@@ -1,0 +1,186 @@
+/*
+ * hsm.h - the only door to PKCS#11 in dkimkeep.
+ *
+ * Loads modules (dlopen + C_GetFunctionList), finds tokens by RFC 7512 URI,
+ * logs in from PIN files, generates and imports keys with strict
+ * attributes, keeps DKIM key metadata in the token, and signs digests.
+ * Nothing outside hsm/ includes a PKCS#11 header.  Every CK_RV is mapped to
+ * a dk_err code (with operator text in dk_err_detail()) by one table in
+ * hsm_err.c.
+ *
+ * Threads: modules are initialized with CKF_OS_LOCKING_OK.  A session
+ * belongs to one thread at a time; never share one between threads.
+ */
+#ifndef HSM_H
+#define HSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/dk_buf.h"
+
+#define HSM_LABEL_MAX	32  /* token label, as in CK_TOKEN_INFO */
+#define HSM_SIG_MAX	512 /* RSA-4096 */
+#define HSM_KEY_ID_LEN	8   /* CKA_ID of a dkimkeep key pair, random */
+#define HSM_DOMAIN_MAX	253
+#define HSM_SELECTOR_MAX 63
+
+struct hsm_module;
+struct hsm_token;
+struct hsm_session;
+
+/* ---- modules ------------------------------------------------------------ */
+
+/*
+ * Load the module at path and C_Initialize it (once per path per process;
+ * later opens share it, counted).  DK_ERR_MODULE with detail on failure.
+ */
+int hsm_module_open(const char *path, struct hsm_module **out);
+/* Drop one reference; C_Finalize and dlclose with the last. */
+void hsm_module_close(struct hsm_module *m);
+
+struct hsm_token_info {
+	unsigned long slot_id; /* for display only: slot ids change */
+	char label[HSM_LABEL_MAX + 1];
+	char manufacturer[33];
+	char model[17];
+	char serial[17];
+	int initialized;	/* CKF_TOKEN_INITIALIZED */
+	int user_pin_initialized; /* CKF_USER_PIN_INITIALIZED */
+	int login_required;
+	char uri[256];		/* pkcs11:model=...;manufacturer=...;serial=...;token=... */
+};
+
+/* Every slot with a token present.  *list is malloc'd; caller frees. */
+int hsm_module_tokens(struct hsm_module *m, struct hsm_token_info **list, size_t *n);
+
+/* ---- tokens ------------------------------------------------------------- */
+
+/*
+ * Find the one token that matches uri (RFC 7512, parsed by p11-kit).
+ * DK_ERR_TOKEN_NOT_FOUND when none matches, DK_ERR_INVALID for a bad URI or
+ * more than one match.  The token holds a reference on m.
+ */
+int hsm_token_open(struct hsm_module *m, const char *uri, struct hsm_token **out);
+void hsm_token_close(struct hsm_token *t);
+/* The token's label and serial (NUL-terminated, owned by t). */
+const char *hsm_token_label(const struct hsm_token *t);
+const char *hsm_token_serial(const struct hsm_token *t);
+
+/*
+ * Log in as the user with the PIN in pin_file (see dk_secret_read_pin).
+ * Once per token per process; already logged in is success.  A wrong PIN
+ * is never retried: DK_ERR_PIN_INCORRECT / _LOCKED / _EXPIRED / _INVALID
+ * with detail.  The PIN is wiped before return.
+ */
+int hsm_token_login(struct hsm_token *t, const char *pin_file);
+
+/*
+ * Initialize a token with label, SO PIN and user PIN from files.  The slot
+ * used is the token already labelled label (only with wipe) or else the
+ * first slot whose token is not initialized.  A token that is initialized
+ * and holds objects is refused (DK_ERR_EXISTS) unless wipe.
+ */
+int hsm_token_init(struct hsm_module *m, const char *label, const char *so_pin_file,
+    const char *pin_file, int wipe);
+
+/* ---- sessions ----------------------------------------------------------- */
+
+/* Open a read-write session on t; one per thread. */
+int hsm_session_open(struct hsm_token *t, struct hsm_session **out);
+void hsm_session_close(struct hsm_session *s);
+/* Cheap liveness probe (C_GetSessionInfo); DK_ERR_TOKEN_FAILING when the token is gone. */
+int hsm_session_ping(struct hsm_session *s);
+
+/* ---- keys --------------------------------------------------------------- */
+
+enum hsm_key_type {
+	HSM_KEY_RSA = 1,
+	HSM_KEY_ED25519 = 2,
+};
+
+/*
+ * DKIM metadata kept in the token beside each key pair, in a private
+ * CKO_DATA object (CKA_APPLICATION "dkimkeep", CKA_LABEL = key id in hex).
+ * Strings are NUL-terminated; unknown values are kept empty.
+ */
+struct hsm_key_meta {
+	char domain[HSM_DOMAIN_MAX + 1];
+	char selector[HSM_SELECTOR_MAX + 1];
+	char alg[24];	 /* "rsa-sha256" | "ed25519-sha256" */
+	char slot[8];	 /* "primary" | "backup" */
+	char state[12];	 /* pending | active | retiring | revoked | standby */
+	int64_t created; /* UNIX time */
+	int64_t changed; /* UNIX time of the last state change */
+};
+
+struct hsm_key {
+	uint8_t id[HSM_KEY_ID_LEN];
+	char id_hex[2 * HSM_KEY_ID_LEN + 1];
+	enum hsm_key_type type;
+	unsigned bits; /* RSA modulus bits; 255 for Ed25519 */
+	unsigned long priv, pub, data; /* object handles, cached */
+	struct hsm_key_meta meta;
+};
+
+/*
+ * Generate a key pair inside the token: RSA (bits 2048, 3072 or 4096) or
+ * Ed25519 (bits ignored).  Private key: token, private, sensitive, never
+ * extractable, sign only, CKA_ALLOWED_MECHANISMS set.  Writes the metadata
+ * object.  On failure nothing is left behind in the token.
+ */
+int hsm_key_generate(struct hsm_session *s, enum hsm_key_type type, unsigned bits,
+    const struct hsm_key_meta *meta, struct hsm_key *out);
+
+/*
+ * Import a PEM private key (RSA in PKCS#1 or PKCS#8, Ed25519 in PKCS#8)
+ * into the token with the same attributes as generated keys.  pem is the
+ * file's content; the caller wipes it.  RSA below 1024 bits is refused.
+ */
+int hsm_key_import(struct hsm_session *s, const uint8_t *pem, size_t pem_len,
+    const struct hsm_key_meta *meta, struct hsm_key *out);
+
+/*
+ * Every dkimkeep key in the token (key pairs that have a metadata object).
+ * *keys is malloc'd, caller frees.  Keys whose metadata cannot be parsed
+ * are skipped with a warning in the log.
+ */
+int hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n);
+
+/* Rewrite the metadata object of k from meta (k->meta updated on success). */
+int hsm_key_set_meta(struct hsm_session *s, struct hsm_key *k, const struct hsm_key_meta *meta);
+
+/* Destroy the private key, public key and metadata objects of k. */
+int hsm_key_destroy(struct hsm_session *s, const struct hsm_key *k);
+
+/*
+ * Append the public key to out: DER SubjectPublicKeyInfo for RSA (the p= of
+ * RFC 6376), the raw 32 bytes for Ed25519 (the p= of RFC 8463).
+ */
+int hsm_key_public(struct hsm_session *s, const struct hsm_key *k, struct dk_buf *out);
+
+/*
+ * Load-time hygiene: read the private key's attributes and refuse (
+ * DK_ERR_KEY_HYGIENE, reason in why) a key that is extractable, not
+ * sensitive, allowed to decrypt/unwrap/derive, RSA below 1024 bits, or
+ * whose signature does not verify with its public key.  *weak is set for
+ * RSA below 2048 bits (use it, but warn).
+ */
+int hsm_key_check(struct hsm_session *s, const struct hsm_key *k, int *weak, char *why,
+    size_t whylen);
+
+/*
+ * Sign a SHA-256 digest: RSA with CKM_RSA_PKCS over the DigestInfo
+ * (RSASSA-PKCS1-v1_5, RFC 8017 §9.2), Ed25519 with CKM_EDDSA over the 32
+ * bytes (RFC 8463 §3).  *sig_len: capacity in, length out.
+ * DK_ERR_TOKEN_FAILING when the token is failing (device error, removed,
+ * handle or session invalid): the caller may fail over.
+ */
+int hsm_sign_digest(struct hsm_session *s, const struct hsm_key *k, const uint8_t digest[32],
+    uint8_t *sig, size_t *sig_len);
+
+/* PKCS#11 URI of a key's private object, for other tools (pkcs11-tool, engines). */
+int hsm_key_uri(const struct hsm_token *t, const struct hsm_key *k, struct dk_buf *out);
+
+#endif /* HSM_H */
