@@ -1,0 +1,288 @@
+/*
+ * dkd_server.c - the event loop: listener, signals, the wake-up from the
+ * workers, and the background threads for reload and token health.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "common/dk_err.h"
+#include "common/dk_log.h"
+#include "daemon/dkd_keyset.h"
+#include "daemon/dkd_loop.h"
+#include "daemon/dkd_notify.h"
+#include "daemon/dkd_server.h"
+
+#define SHUTDOWN_GRACE_SEC 30 /* answers still unread after this are dropped at exit */
+
+/* Background work (reload, health check) runs on one helper thread at a time. */
+static atomic_int bg_busy;
+
+struct bg_args {
+	struct dkd_loop *lp;
+	int reload; /* 1: reload config and keys; 0: health check of down tokens */
+};
+
+static void
+server_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dkd_loop *lp = arg;
+
+	(void)fd;
+	(void)what;
+	dkd_conn_deliver(lp, dkd_pool_take_done(lp->pool));
+}
+
+/* Called by a worker thread: wake the loop. */
+static void
+server_wake(void *arg)
+{
+	struct dkd_loop *lp = arg;
+
+	event_active(lp->done_ev, EV_READ, 0);
+}
+
+static void
+server_accept_cb(
+    struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)len;
+	dkd_conn_accept(arg, fd);
+}
+
+/* Reload the config and the key rings; the old snapshot stays until this one is ready. */
+static void
+bg_reload(struct dkd_loop *lp)
+{
+	struct dk_conf *conf = NULL;
+	struct dkd_keyset *ks = NULL;
+	int r;
+
+	if ((r = dk_conf_load(lp->conf_path, &conf)) != 0) {
+		dk_log_err("reload refused, the running configuration stays: %s",
+		    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
+		return;
+	}
+	dkd_notify_init(conf->dns.notify_command);
+	if ((r = dkd_keyset_load(conf, lp->tokens, &ks)) != 0) {
+		dk_log_err(
+		    "reload of the key rings failed, the running rings stay: %s", dk_strerror(r));
+		return;
+	}
+	dkd_keyset_publish(ks);
+	dk_log_notice("configuration and key rings reloaded from %s", lp->conf_path);
+}
+
+/* Try every down token again: a session, a key listing; then reload the rings. */
+static void
+bg_health(struct dkd_loop *lp)
+{
+	struct hsm_session *s;
+	struct hsm_key *keys;
+	struct dkd_token *t;
+	size_t i, n;
+	int recovered = 0;
+
+	for (i = 0; i < lp->tokens->n; i++) {
+		t = &lp->tokens->v[i];
+		if (atomic_load(&t->up) || t->token == NULL)
+			continue;
+		s = NULL;
+		keys = NULL;
+		if (hsm_session_open(t->token, &s) == 0 && hsm_session_ping(s) == 0 &&
+		    hsm_key_list(s, &keys, &n) == 0) {
+			dkd_token_up(t);
+			recovered = 1;
+		}
+		free(keys);
+		if (s != NULL)
+			hsm_session_close(s);
+	}
+	/* Handles may have changed while the token was away: list the keys again. */
+	if (recovered)
+		bg_reload(lp);
+}
+
+static void *
+bg_main(void *arg)
+{
+	struct bg_args *a = arg;
+
+	if (a->reload)
+		bg_reload(a->lp);
+	else
+		bg_health(a->lp);
+	free(a);
+	atomic_store(&bg_busy, 0);
+	return NULL;
+}
+
+static void
+bg_start(struct dkd_loop *lp, int reload)
+{
+	struct bg_args *a;
+	pthread_t th;
+	pthread_attr_t attr;
+
+	if (atomic_exchange(&bg_busy, 1))
+		return; /* one at a time; a reload asked meanwhile is picked up by the next */
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		atomic_store(&bg_busy, 0);
+		return;
+	}
+	a->lp = lp;
+	a->reload = reload;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, bg_main, a) != 0) {
+		free(a);
+		atomic_store(&bg_busy, 0);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static void
+server_health_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dkd_loop *lp = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	dkd_notify_reap();
+	for (i = 0; i < lp->tokens->n; i++) {
+		if (!atomic_load(&lp->tokens->v[i].up)) {
+			bg_start(lp, 0);
+			break;
+		}
+	}
+}
+
+static void
+server_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	dk_log_notice("SIGHUP: reloading the configuration and key rings");
+	bg_start(arg, 1);
+}
+
+static void
+server_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dkd_loop *lp = arg;
+	static time_t deadline;
+
+	(void)fd;
+	(void)what;
+	if (deadline == 0)
+		deadline = time(NULL) + SHUTDOWN_GRACE_SEC;
+	if (dkd_conn_all_idle(lp) || time(NULL) >= deadline)
+		event_base_loopbreak(lp->base);
+}
+
+static void
+server_term_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dkd_loop *lp = arg;
+	struct timeval tv = {0, 20000};
+	struct event *ev;
+
+	(void)fd;
+	(void)what;
+	if (lp->stopping)
+		return;
+	dk_log_notice("stopping: no new connections; answering the %zu queued requests",
+	    dkd_pool_depth(lp->pool));
+	lp->stopping = 1;
+	evconnlistener_disable(lp->listener);
+	dkd_conn_stop_reading(lp);
+	ev = event_new(lp->base, -1, EV_PERSIST, server_drain_cb, lp);
+	if (ev == NULL || event_add(ev, &tv) != 0)
+		event_base_loopbreak(lp->base);
+}
+
+int
+dkd_server_run(const struct dkd_server_params *p)
+{
+	struct dkd_loop lp;
+	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL, *ev_health = NULL;
+	struct timeval health_tv = {p->health_interval > 0 ? p->health_interval : 5, 0};
+	int r;
+
+	memset(&lp, 0, sizeof(lp));
+	lp.tokens = p->tokens;
+	lp.conf_path = p->conf_path;
+	lp.max_connections = p->max_connections;
+	lp.queue_max = p->queue;
+	lp.started = (int64_t)time(NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() != 0 || (lp.base = event_base_new()) == NULL) {
+		r = dk_err_set(DK_ERR_INTERNAL, "cannot create the event loop");
+		goto out;
+	}
+	lp.done_ev = event_new(lp.base, -1, EV_PERSIST, server_done_cb, &lp);
+	if (lp.done_ev == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = dkd_pool_start(p->workers, p->queue, p->tokens, server_wake, &lp, &lp.pool)) != 0)
+		goto out;
+	lp.listener = evconnlistener_new(lp.base, server_accept_cb, &lp,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, p->listen_fd);
+	ev_term = evsignal_new(lp.base, SIGTERM, server_term_cb, &lp);
+	ev_int = evsignal_new(lp.base, SIGINT, server_term_cb, &lp);
+	ev_hup = evsignal_new(lp.base, SIGHUP, server_hup_cb, &lp);
+	ev_health = event_new(lp.base, -1, EV_PERSIST, server_health_cb, &lp);
+	if (lp.listener == NULL || ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
+	    ev_health == NULL || event_add(ev_term, NULL) != 0 || event_add(ev_int, NULL) != 0 ||
+	    event_add(ev_hup, NULL) != 0 || event_add(ev_health, &health_tv) != 0) {
+		r = dk_err_set(DK_ERR_INTERNAL, "cannot set up the event loop");
+		goto out;
+	}
+	dk_log_notice("dkimkeepd %s ready on %s with %d workers", DKIMKEEP_VERSION, p->socket_path,
+	    p->workers);
+	if (p->ready != NULL)
+		p->ready(p->ready_arg);
+	event_base_dispatch(lp.base);
+	r = 0;
+out:
+	if (lp.pool != NULL) {
+		dkd_pool_stop(lp.pool); /* joins the workers: nothing more is finished after */
+		lp.pool = NULL;
+	}
+	dkd_conn_close_all(&lp);
+	/* A reload or health check still running uses the tokens the caller closes next. */
+	while (atomic_load(&bg_busy))
+		usleep(10000);
+	if (lp.listener != NULL)
+		evconnlistener_free(lp.listener);
+	else if (p->listen_fd >= 0)
+		close(p->listen_fd);
+	if (p->socket_path != NULL)
+		unlink(p->socket_path);
+	if (ev_term != NULL)
+		event_free(ev_term);
+	if (ev_int != NULL)
+		event_free(ev_int);
+	if (ev_hup != NULL)
+		event_free(ev_hup);
+	if (ev_health != NULL)
+		event_free(ev_health);
+	if (lp.done_ev != NULL)
+		event_free(lp.done_ev);
+	if (lp.base != NULL)
+		event_base_free(lp.base);
+	dk_log_notice("dkimkeepd stopped");
+	return r;
+}

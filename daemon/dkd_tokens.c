@@ -1,0 +1,147 @@
+/*
+ * dkd_tokens.c - opening the configured tokens and tracking their health.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/dk_err.h"
+#include "common/dk_log.h"
+#include "daemon/dkd_notify.h"
+#include "daemon/dkd_tokens.h"
+
+static int
+token_open_one(const struct dk_conf_token *ct, struct dkd_token *tok)
+{
+	int r;
+
+	if ((r = hsm_module_open(ct->module, &tok->module)) != 0)
+		goto out;
+	if ((r = hsm_token_open(tok->module, ct->uri, &tok->token)) != 0)
+		goto out;
+	free(tok->label);
+	if ((tok->label = strdup(hsm_token_label(tok->token))) == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	r = hsm_token_login(tok->token, ct->pin_file);
+out:
+	return r;
+}
+
+int
+dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_tokens *out)
+{
+	struct dkd_token *tok;
+	size_t i;
+	int r = 0;
+
+	out->n = 0;
+	if ((out->v = calloc(conf->ntokens ? conf->ntokens : 1, sizeof(*out->v))) == NULL)
+		return DK_ERR_NOMEM;
+	for (i = 0; i < conf->ntokens; i++) {
+		tok = &out->v[i];
+		pthread_mutex_init(&tok->lock, NULL);
+		tok->index = i;
+		out->n++;
+		if ((tok->name = strdup(conf->tokens[i].name)) == NULL ||
+		    (tok->label = strdup(conf->tokens[i].uri)) == NULL) {
+			r = DK_ERR_NOMEM;
+			goto out;
+		}
+		atomic_store(&tok->since, (long long)time(NULL));
+		r = token_open_one(&conf->tokens[i], tok);
+		if (r == 0) {
+			atomic_store(&tok->up, 1);
+			dk_log_info(
+			    "token \"%s\" (%s) opened and logged in", tok->name, tok->label);
+			continue;
+		}
+		/* A PIN problem never becomes "down, retry later": tokens lock. */
+		if (!allow_down || r == DK_ERR_PIN_INCORRECT || r == DK_ERR_PIN_LOCKED ||
+		    r == DK_ERR_PIN_EXPIRED || r == DK_ERR_PIN_INVALID || r == DK_ERR_IO ||
+		    r == DK_ERR_PERM || r == DK_ERR_MODULE) {
+			dk_err_set(r, "[token %s]: %s", tok->name,
+			    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
+			goto out;
+		}
+		dkd_token_down(tok, r, dk_err_detail());
+		r = 0;
+	}
+out:
+	if (r != 0)
+		dkd_tokens_close(out);
+	return r;
+}
+
+void
+dkd_tokens_close(struct dkd_tokens *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->v[i].token != NULL)
+			hsm_token_close(t->v[i].token);
+		if (t->v[i].module != NULL)
+			hsm_module_close(t->v[i].module);
+		free(t->v[i].name);
+		free(t->v[i].label);
+		pthread_mutex_destroy(&t->v[i].lock);
+	}
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+struct dkd_token *
+dkd_tokens_find(struct dkd_tokens *t, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].name, name) == 0)
+			return &t->v[i];
+	}
+	return NULL;
+}
+
+void
+dkd_token_down(struct dkd_token *tok, int err, const char *detail)
+{
+	int was_up;
+
+	pthread_mutex_lock(&tok->lock);
+	snprintf(tok->last_error, sizeof(tok->last_error), "%s%s%s", dk_strerror(err),
+	    detail != NULL && detail[0] ? ": " : "", detail != NULL ? detail : "");
+	pthread_mutex_unlock(&tok->lock);
+	atomic_fetch_add(&tok->errors, 1);
+	atomic_fetch_add(&tok->generation, 1);
+	was_up = atomic_exchange(&tok->up, 0);
+	if (was_up) {
+		atomic_store(&tok->since, (long long)time(NULL));
+		dk_log_err("token \"%s\" (%s) is down: %s; signing moves to the backup keys; "
+		           "check the HSM and its connection, the daemon retries by itself",
+		    tok->name, tok->label, tok->last_error);
+		dkd_notify("failover", tok->name, tok->last_error);
+	}
+}
+
+void
+dkd_token_up(struct dkd_token *tok)
+{
+	if (atomic_exchange(&tok->up, 1) == 0) {
+		atomic_store(&tok->since, (long long)time(NULL));
+		dk_log_notice("token \"%s\" (%s) is back up; signing moves back to it", tok->name,
+		    tok->label);
+		dkd_notify("recovery", tok->name, "token is back up");
+	}
+}
+
+void
+dkd_token_last_error(struct dkd_token *tok, char *buf, size_t len)
+{
+	pthread_mutex_lock(&tok->lock);
+	snprintf(buf, len, "%s", tok->last_error);
+	pthread_mutex_unlock(&tok->lock);
+}

@@ -1,0 +1,52 @@
+/*
+ * dkd_tokens.h - the daemon's tokens: opened and logged in once at start,
+ * with an up/down state that signing, failover and the health check share.
+ */
+#ifndef DKD_TOKENS_H
+#define DKD_TOKENS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dk_config.h"
+#include "hsm/hsm.h"
+
+struct dkd_token {
+	char *name;   /* [token NAME] */
+	char *label;  /* the token's label, for logs and status */
+	size_t index; /* position in dkd_tokens.v: workers' session slot */
+	struct hsm_module *module;
+	struct hsm_token *token;
+	atomic_int up;          /* 1 while signing on it works */
+	atomic_llong since;     /* UNIX time of the last up/down transition */
+	atomic_ullong errors;   /* failures seen */
+	atomic_uint generation; /* bumped on every down: workers reopen sessions */
+	pthread_mutex_t lock;   /* protects last_error */
+	char last_error[256];
+};
+
+struct dkd_tokens {
+	struct dkd_token *v;
+	size_t n;
+};
+
+/*
+ * Open and log in to every token of the config.  A token that cannot be
+ * opened is an error at start (the operator must see it), except that
+ * allow_down keeps it, marked down, for the health check to retry.
+ * A wrong PIN is always fatal and never retried.
+ */
+int dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_tokens *out);
+void dkd_tokens_close(struct dkd_tokens *t);
+struct dkd_token *dkd_tokens_find(struct dkd_tokens *t, const char *name);
+
+/* Mark a token down (first failure logs it) with the error that showed it. */
+void dkd_token_down(struct dkd_token *tok, int err, const char *detail);
+/* Mark a token up again (logs the recovery). */
+void dkd_token_up(struct dkd_token *tok);
+/* Copy the last error text. */
+void dkd_token_last_error(struct dkd_token *tok, char *buf, size_t len);
+
+#endif /* DKD_TOKENS_H */
