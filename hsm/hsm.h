@@ -142,6 +142,15 @@ int hsm_key_import(struct hsm_session *s, const uint8_t *pem, size_t pem_len,
     const struct hsm_key_meta *meta, struct hsm_key *out);
 
 /*
+ * The type and size of the private key in a PEM, decoded as hsm_key_import
+ * decodes it, so that a caller can choose meta->alg before importing.
+ * Nothing is kept; the decoded key is wiped.  DK_ERR_PARSE / DK_ERR_INVALID
+ * with detail for a file that hsm_key_import would refuse.
+ */
+int hsm_pem_key_type(const uint8_t *pem, size_t pem_len, enum hsm_key_type *type,
+    unsigned *bits);
+
+/*
  * Every dkimkeep key in the token (key pairs that have a metadata object).
  * *keys is malloc'd, caller frees.  Keys whose metadata cannot be parsed
  * are skipped with a warning in the log.
