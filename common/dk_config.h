@@ -16,6 +16,22 @@
 
 #define DK_CONF_DEFAULT_PATH "/etc/dkimkeep/dkimkeep.conf"
 
+/* Bits of dk_conf_domain.algs: 1 << DKIM_ALG_RSA_SHA256, 1 << DKIM_ALG_ED25519_SHA256. */
+#define DK_CONF_ALG_RSA_SHA256	   (1u << 1)
+#define DK_CONF_ALG_ED25519_SHA256 (1u << 2)
+
+/* Limits of one config file; more is DK_ERR_CONFIG. */
+#define DK_CONF_MAX_TOKENS  64
+#define DK_CONF_MAX_DOMAINS 10000
+#define DK_CONF_MAX_CLIENTS 1000
+#define DK_CONF_MAX_LIST    10000 /* entries in one domains= or internal_hosts= list */
+
+/* Defaults of [domain] headers= and oversign= (lower case, colon lists). */
+#define DK_CONF_DEFAULT_HEADERS                                                          \
+	"from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:" \
+	"content-type"
+#define DK_CONF_DEFAULT_OVERSIGN "from:subject:date:to:cc:reply-to"
+
 enum dk_publish {
 	DK_PUBLISH_MANUAL = 0,
 	DK_PUBLISH_RFC2136 = 1,
@@ -28,6 +44,11 @@ enum dk_milter_sign {
 	DK_MILTER_SIGN_ALL = 2,
 };
 
+/*
+ * [daemon] keys are named as the fields; sign_timeout_ms is a number of
+ * milliseconds, health_interval and step_interval durations, user a name or
+ * number (NULL: do not drop privileges).  docs/configuration.md has them all.
+ */
 struct dk_conf_daemon {
 	char *socket;		/* default /run/dkimkeep/sign.sock */
 	mode_t socket_mode;	/* default 0660 */
@@ -67,6 +88,8 @@ struct dk_conf_domain {
 	char *headers;		/* colon list */
 	char *oversign;		/* colon list */
 	int rsa_bits;		/* default 2048 */
+	int canon_header;	/* canonicalization=, enum dkim_canon: default 1 (relaxed) */
+	int canon_body;		/* default 1 (relaxed) */
 	int line;
 };
 
@@ -88,6 +111,7 @@ struct dk_conf_dns {
 	char *resolver;	       /* host:port, NULL: system resolver */
 	char *publish_command;
 	char *notify_command;
+	int line; /* of [dns], 0 when absent */
 };
 
 struct dk_conf_milter {
@@ -97,6 +121,7 @@ struct dk_conf_milter {
 	size_t ninternal_hosts;
 	int on_error_accept; /* 0: tempfail (default) */
 	char *client_socket; /* the daemon's socket, default [daemon] socket */
+	int line;	     /* of [milter], 0 when absent */
 };
 
 struct dk_conf {
@@ -105,7 +130,7 @@ struct dk_conf {
 	struct dk_conf_daemon daemon;
 	struct dk_conf_token *tokens;
 	size_t ntokens;
-	struct dk_conf_domain *domains;
+	struct dk_conf_domain *domains; /* sorted by name */
 	size_t ndomains;
 	struct dk_conf_client *clients;
 	size_t nclients;
@@ -122,6 +147,7 @@ const char *dk_conf_default_path(void);
  * Caller frees *out with dk_conf_free().
  */
 int dk_conf_load(const char *path, struct dk_conf **out);
+/* Free everything dk_conf_load() allocated; safe on NULL. */
 void dk_conf_free(struct dk_conf *c);
 
 /* The [token NAME] section, or NULL. */
@@ -131,6 +157,7 @@ const struct dk_conf_domain *dk_conf_domain(const struct dk_conf *c, const char 
 /* The first [client] whose uid (and gid when given) match, or NULL. */
 const struct dk_conf_client *dk_conf_client_for(const struct dk_conf *c, uid_t uid, gid_t gid);
 /* 1 when client may sign for domain ("example.com" exact, "*.example.com" subdomains). */
+/* "*" allows every domain; comparisons ignore case. */
 int dk_conf_client_allows(const struct dk_conf_client *cl, const char *domain);
 
 #endif /* DK_CONFIG_H */
