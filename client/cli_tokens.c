@@ -1,0 +1,446 @@
+/*
+ * cli_tokens.c - configured tokens, their keys and DNS records, for the
+ * token and key commands.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client/cli_tokens.h"
+#include "common/dk_b64.h"
+#include "common/dk_err.h"
+
+#define DETAIL_MAX   1024
+#define DNS_TXT_MAX  4096 /* bytes of one TXT value; an RSA-4096 p= is about 740 */
+#define DNS_CHUNK    255  /* RFC 1035 §3.3: one character-string */
+#define TEMPLATE_MAX 256
+
+void
+cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dkimkeep: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cli_conf_load(const char *path, struct dk_conf **out)
+{
+	char detail[DETAIL_MAX];
+	int r;
+
+	*out = NULL;
+	if ((r = dk_conf_load(path, out)) == 0 || r == DK_ERR_NOMEM)
+		return r;
+	snprintf(detail, sizeof(detail), "%s", dk_err_detail());
+	if (detail[0] == '\0')
+		return dk_err_set(DK_ERR_CONFIG, "cannot load %s: %s; give the file with -c FILE",
+		    path, dk_strerror(r));
+	return dk_err_set(DK_ERR_CONFIG, "%s", detail);
+}
+
+void
+cli_toks_init(struct cli_toks *ts, const struct dk_conf *conf)
+{
+	memset(ts, 0, sizeof(*ts));
+	ts->conf = conf;
+}
+
+/* Prefix the current detail with where the token is configured, and add a hint. */
+static int
+tok_fail(const struct cli_toks *ts, const struct dk_conf_token *ct, int r, const char *hint)
+{
+	char detail[DETAIL_MAX];
+
+	snprintf(detail, sizeof(detail), "%s", dk_err_detail());
+	return dk_err_set(
+	    r, "%s:%d: [token %s]: %s%s", ts->conf->path, ct->line, ct->name, detail, hint);
+}
+
+static int
+tok_open(struct cli_toks *ts, const struct dk_conf_token *ct, struct cli_tok *tok)
+{
+	int r;
+
+	memset(tok, 0, sizeof(*tok));
+	tok->conf = ct;
+	if ((r = hsm_module_open(ct->module, &tok->m)) != 0)
+		return tok_fail(ts, ct, r, "");
+	if ((r = hsm_token_open(tok->m, ct->uri, &tok->t)) != 0)
+		return tok_fail(ts, ct, r,
+		    r == DK_ERR_TOKEN_NOT_FOUND
+		        ? "; check uri= there, or run \"dkimkeep token list\" (\"dkimkeep token "
+		          "init\" makes a new token)"
+		        : "");
+	if ((r = hsm_token_login(tok->t, ct->pin_file)) != 0) {
+		/* The PIN file itself is wrong (missing, unsafe mode): a config problem. */
+		if (r == DK_ERR_PERM || r == DK_ERR_IO || r == DK_ERR_PIN_INVALID)
+			r = DK_ERR_CONFIG;
+		return tok_fail(ts, ct, r, "");
+	}
+	if ((r = hsm_session_open(tok->t, &tok->s)) != 0)
+		return tok_fail(ts, ct, r, "");
+	return 0;
+}
+
+static void
+tok_close(struct cli_tok *tok)
+{
+	hsm_session_close(tok->s);
+	hsm_token_close(tok->t);
+	hsm_module_close(tok->m);
+	memset(tok, 0, sizeof(*tok));
+}
+
+int
+cli_toks_get(struct cli_toks *ts, const char *name, struct cli_tok **out)
+{
+	const struct dk_conf_token *ct;
+	size_t i;
+	int r;
+
+	*out = NULL;
+	for (i = 0; i < ts->n; i++) {
+		if (strcmp(ts->v[i].conf->name, name) == 0) {
+			*out = &ts->v[i];
+			return 0;
+		}
+	}
+	if ((ct = dk_conf_token(ts->conf, name)) == NULL)
+		return dk_err_set(DK_ERR_CONFIG,
+		    "%s has no [token %s] section; add one with module=, "
+		    "uri= and pin_file=",
+		    ts->conf->path, name);
+	if (ts->n >= DK_CONF_MAX_TOKENS)
+		return DK_ERR_TOO_LARGE;
+	if ((r = tok_open(ts, ct, &ts->v[ts->n])) != 0) {
+		tok_close(&ts->v[ts->n]);
+		return r;
+	}
+	*out = &ts->v[ts->n++];
+	return 0;
+}
+
+void
+cli_toks_close(struct cli_toks *ts)
+{
+	size_t i;
+
+	for (i = 0; i < ts->n; i++)
+		tok_close(&ts->v[i]);
+	ts->n = 0;
+}
+
+/* Is key k of token tok already in ks (the same token under another name)? */
+static int
+keys_have(const struct cli_keys *ks, const struct cli_tok *tok, const struct hsm_key *k)
+{
+	size_t i;
+
+	for (i = 0; i < ks->n; i++) {
+		if (memcmp(ks->v[i].k.id, k->id, HSM_KEY_ID_LEN) == 0 &&
+		    strcmp(hsm_token_serial(ks->v[i].tok->t), hsm_token_serial(tok->t)) == 0 &&
+		    strcmp(hsm_token_label(ks->v[i].tok->t), hsm_token_label(tok->t)) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+cli_keys_load(struct cli_keys *ks, struct cli_tok *tok)
+{
+	struct hsm_key *keys = NULL;
+	struct cli_key *nv;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = hsm_key_list(tok->s, &keys, &n)) != 0)
+		return r;
+	if ((nv = reallocarray(ks->v, ks->n + n + 1, sizeof(*nv))) == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	ks->v = nv;
+	for (i = 0; i < n; i++) {
+		if (keys_have(ks, tok, &keys[i]))
+			continue;
+		ks->v[ks->n].k = keys[i];
+		ks->v[ks->n].tok = tok;
+		ks->n++;
+	}
+	r = 0;
+out:
+	free(keys);
+	return r;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	const struct hsm_key_meta *x = &((const struct cli_key *)a)->k.meta;
+	const struct hsm_key_meta *y = &((const struct cli_key *)b)->k.meta;
+	int c;
+
+	if ((c = strcmp(x->domain, y->domain)) != 0 || (c = strcmp(x->alg, y->alg)) != 0 ||
+	    (c = strcmp(x->slot, y->slot)) != 0)
+		return c;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->selector, y->selector);
+}
+
+void
+cli_keys_sort(struct cli_keys *ks)
+{
+	if (ks->n > 1)
+		qsort(ks->v, ks->n, sizeof(ks->v[0]), key_cmp);
+}
+
+void
+cli_keys_free(struct cli_keys *ks)
+{
+	free(ks->v);
+	ks->v = NULL;
+	ks->n = 0;
+}
+
+/* Keep only the keys of domain. */
+static void
+keys_filter(struct cli_keys *ks, const char *domain)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < ks->n; i++) {
+		if (strcasecmp(ks->v[i].k.meta.domain, domain) == 0)
+			ks->v[kept++] = ks->v[i];
+	}
+	ks->n = kept;
+}
+
+int
+cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
+{
+	const struct dk_conf_domain *ds;
+	struct cli_tok *tok;
+	const char *names[2];
+	size_t i;
+	int r;
+
+	if (domain == NULL) {
+		for (i = 0; i < ts->conf->ntokens; i++) {
+			if ((r = cli_toks_get(ts, ts->conf->tokens[i].name, &tok)) != 0 ||
+			    (r = cli_keys_load(ks, tok)) != 0)
+				return r;
+		}
+		return 0;
+	}
+	if ((ds = dk_conf_domain(ts->conf, domain)) == NULL)
+		return dk_err_set(DK_ERR_CONFIG,
+		    "domain %s is not configured in %s: add a [domain %s] section", domain,
+		    ts->conf->path, domain);
+	names[0] = ds->primary;
+	names[1] = ds->backup;
+	for (i = 0; i < 2; i++) {
+		if (names[i] == NULL)
+			continue;
+		if ((r = cli_toks_get(ts, names[i], &tok)) != 0 ||
+		    (r = cli_keys_load(ks, tok)) != 0)
+			return r;
+	}
+	keys_filter(ks, domain);
+	return 0;
+}
+
+int
+cli_dns_name(const struct hsm_key_meta *meta, struct dk_buf *out)
+{
+	return dk_buf_printf(out, "%s._domainkey.%s", meta->selector, meta->domain);
+}
+
+int
+cli_dns_value(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out)
+{
+	struct dk_buf pub;
+	int r;
+
+	dk_buf_init(&pub, DNS_TXT_MAX);
+	r = dk_buf_printf(out, "v=DKIM1; k=%s; p=", k->type == HSM_KEY_RSA ? "rsa" : "ed25519");
+	if (r != 0 || strcmp(k->meta.state, "revoked") == 0)
+		goto out;
+	if ((r = hsm_key_public(tok->s, k, &pub)) != 0)
+		goto out;
+	r = dk_b64_encode(out, pub.data, pub.len);
+out:
+	dk_buf_free(&pub);
+	return r;
+}
+
+int
+cli_dns_quoted(const char *value, struct dk_buf *out)
+{
+	size_t len = strlen(value), off = 0, n;
+	int r = 0;
+
+	if (len == 0)
+		return dk_buf_puts(out, "\"\"");
+	while (off < len && r == 0) {
+		n = len - off > DNS_CHUNK ? DNS_CHUNK : len - off;
+		if ((r = dk_buf_puts(out, off > 0 ? " \"" : "\"")) == 0 &&
+		    (r = dk_buf_put(out, value + off, n)) == 0)
+			r = dk_buf_putc(out, '"');
+		off += n;
+	}
+	return r;
+}
+
+int
+cli_dns_line(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out)
+{
+	struct dk_buf value;
+	int r;
+
+	dk_buf_init(&value, DNS_TXT_MAX);
+	if ((r = cli_dns_value(tok, k, &value)) == 0 && (r = cli_dns_name(&k->meta, out)) == 0 &&
+	    (r = dk_buf_puts(out, " IN TXT ")) == 0)
+		r = cli_dns_quoted(dk_buf_str(&value), out);
+	dk_buf_free(&value);
+	return r;
+}
+
+/* One strftime conversion; only literal formats, so the config cannot inject any. */
+static size_t
+date_conv(char c, const struct tm *tm, char *buf, size_t len)
+{
+	switch (c) {
+	case 'Y':
+		return strftime(buf, len, "%Y", tm);
+	case 'm':
+		return strftime(buf, len, "%m", tm);
+	case 'd':
+		return strftime(buf, len, "%d", tm);
+	case 'H':
+		return strftime(buf, len, "%H", tm);
+	case 'j':
+		return strftime(buf, len, "%j", tm);
+	case 'V':
+		return strftime(buf, len, "%V", tm);
+	case 'G':
+		return strftime(buf, len, "%G", tm);
+	case 'U':
+		return strftime(buf, len, "%U", tm);
+	case 'W':
+		return strftime(buf, len, "%W", tm);
+	case 'u':
+		return strftime(buf, len, "%u", tm);
+	case '%':
+		return strftime(buf, len, "%%", tm);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Append the date of now (UTC) formatted by fmt: text and the strftime
+ * conversions %Y %m %d %H %j %V %G %U %W %u %% (digits only, so a
+ * selector stays a valid DNS label).
+ */
+static int
+expand_date(const char *fmt, size_t fmtlen, time_t now, struct dk_buf *out)
+{
+	char buf[16];
+	struct tm tm;
+	size_t i, n;
+	int r = 0;
+
+	if (gmtime_r(&now, &tm) == NULL)
+		return DK_ERR_INVALID;
+	for (i = 0; i < fmtlen && r == 0; i++) {
+		if (fmt[i] != '%') {
+			r = dk_buf_putc(out, (uint8_t)tolower((unsigned char)fmt[i]));
+			continue;
+		}
+		if (++i >= fmtlen || (n = date_conv(fmt[i], &tm, buf, sizeof(buf))) == 0)
+			return DK_ERR_INVALID;
+		r = dk_buf_put(out, buf, n);
+	}
+	return r;
+}
+
+int
+cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, const char *suffix,
+    char *out, size_t outlen)
+{
+	const char *p = tmpl, *close;
+	size_t after_date = (size_t)-1;
+	struct dk_buf b;
+	int r = 0;
+
+	dk_buf_init(&b, TEMPLATE_MAX);
+	while (*p != '\0' && r == 0) {
+		if (*p != '{') {
+			r = dk_buf_putc(&b, (uint8_t)*p++);
+			continue;
+		}
+		if ((close = strchr(p, '}')) == NULL)
+			r = DK_ERR_INVALID;
+		else if (strncmp(p, "{alg}", 5) == 0)
+			r = dk_buf_puts(&b, alg_word);
+		else if (strncmp(p, "{date:", 6) == 0) {
+			r = expand_date(p + 6, (size_t)(close - p - 6), now, &b);
+			after_date = b.len;
+		} else
+			r = DK_ERR_INVALID;
+		if (close != NULL)
+			p = close + 1;
+	}
+	if (r == 0 && after_date == (size_t)-1)
+		after_date = b.len;
+	if (r == 0 && (r = dk_buf_reserve(&b, strlen(suffix))) == 0) {
+		memmove(
+		    b.data + after_date + strlen(suffix), b.data + after_date, b.len - after_date);
+		memcpy(b.data + after_date, suffix, strlen(suffix));
+		b.len += strlen(suffix);
+		b.data[b.len] = '\0';
+	}
+	if (r == 0 && (b.len == 0 || b.len >= outlen))
+		r = DK_ERR_TOO_LARGE;
+	if (r != 0)
+		r = dk_err_set(DK_ERR_CONFIG,
+		    "selector_template \"%s\" cannot be expanded (use text, {alg} and {date:FMT} "
+		    "with %%Y %%m %%d %%H %%j %%V %%G %%U %%W %%u; at most %zu characters in "
+		    "all)",
+		    tmpl, outlen - 1);
+	else
+		memcpy(out, b.data, b.len + 1);
+	dk_buf_free(&b);
+	return r;
+}
+
+int
+cli_domain_norm(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in), i;
+
+	if (n > 0 && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= outlen || n > HSM_DOMAIN_MAX)
+		return dk_err_set(DK_ERR_USAGE, "\"%s\" is not a domain name", in);
+	for (i = 0; i < n; i++) {
+		char c = (char)tolower((unsigned char)in[i]);
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		        c == '.') ||
+		    (c == '.' && (i == 0 || out[i - 1] == '.')))
+			return dk_err_set(DK_ERR_USAGE, "\"%s\" is not a domain name", in);
+		out[i] = c;
+	}
+	out[n] = '\0';
+	return 0;
+}

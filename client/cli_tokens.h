@@ -1,0 +1,104 @@
+/*
+ * cli_tokens.h - what the token and key commands share: the config, the
+ * tokens it names (opened and logged in), the dkimkeep keys in them, and
+ * the DNS records of those keys.
+ *
+ * Functions return 0 or a dk_err code with a complete operator message in
+ * dk_err_detail() (what failed, where in the config, what to do); callers
+ * print it with cli_fail(r, "%s", dk_err_detail()).
+ */
+#ifndef CLI_TOKENS_H
+#define CLI_TOKENS_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "common/dk_buf.h"
+#include "common/dk_config.h"
+#include "hsm/hsm.h"
+
+#define CLI_SELECTOR_TEMPLATE "s{date:%Y%m}-{alg}" /* when the config gives none */
+
+/* Load the config at path.  Every failure is DK_ERR_CONFIG (exit 78) but NOMEM. */
+int cli_conf_load(const char *path, struct dk_conf **out);
+
+/* One configured token, opened for the security officer. */
+struct cli_tok {
+	const struct dk_conf_token *conf; /* its [token NAME] section */
+	struct hsm_module *m;
+	struct hsm_token *t;
+	struct hsm_session *s;
+};
+
+/* The tokens one command has opened, each once. */
+struct cli_toks {
+	const struct dk_conf *conf;
+	struct cli_tok v[DK_CONF_MAX_TOKENS];
+	size_t n;
+};
+
+void cli_toks_init(struct cli_toks *ts, const struct dk_conf *conf);
+/*
+ * The token of the [token name] section: opened, logged in with its
+ * pin_file (once, never retried) and with a session, or the one already
+ * opened.  A PIN file that cannot be read or is readable by others is a
+ * config error (exit 78); a refused PIN exit 77.
+ */
+int cli_toks_get(struct cli_toks *ts, const char *name, struct cli_tok **out);
+void cli_toks_close(struct cli_toks *ts);
+
+/* A key and the token it lives in. */
+struct cli_key {
+	struct hsm_key k;
+	struct cli_tok *tok;
+};
+
+struct cli_keys {
+	struct cli_key *v;
+	size_t n;
+};
+
+/*
+ * Append the dkimkeep keys of tok to ks; a key already there (the same
+ * token reached under two names) is not added twice.
+ */
+int cli_keys_load(struct cli_keys *ks, struct cli_tok *tok);
+/* Sort by domain, algorithm, slot, creation. */
+void cli_keys_sort(struct cli_keys *ks);
+void cli_keys_free(struct cli_keys *ks);
+
+/*
+ * Open the tokens that hold keys of domain (its primary and backup), or of
+ * every [token] section when domain is NULL, and load their keys; with a
+ * domain, only that domain's keys are kept.
+ */
+int cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks);
+
+/* "SELECTOR._domainkey.DOMAIN" into out. */
+int cli_dns_name(const struct hsm_key_meta *meta, struct dk_buf *out);
+/*
+ * The TXT value of key k: "v=DKIM1; k=rsa; p=<base64 SPKI>" (RFC 6376
+ * §3.6.1) or "k=ed25519; p=<base64 of 32 bytes>" (RFC 8463 §4); a revoked
+ * key has an empty p= (RFC 6376 §3.6.1).
+ */
+int cli_dns_value(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out);
+/* value as one zone-file TXT rdata: quoted strings of at most 255 bytes. */
+int cli_dns_quoted(const char *value, struct dk_buf *out);
+/* The whole record line of key dns (without a newline). */
+int cli_dns_line(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out);
+
+/*
+ * Expand a selector template ("{date:FMT}" with strftime of now in UTC,
+ * "{alg}" as rsa | ed25519).  suffix ("" or "b", "c", ...) goes right after
+ * the last {date:...} expansion, or at the end when there is none.
+ */
+int cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, const char *suffix,
+    char *out, size_t outlen);
+
+/* Lower-case and check a domain name given on the command line. */
+int cli_domain_norm(const char *in, char *out, size_t outlen);
+
+/* Print "dkimkeep: warning: ..." on stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* CLI_TOKENS_H */
