@@ -22,7 +22,7 @@
 #define DKIM_DIGEST_LEN		32	      /* SHA-256 */
 #define DKIM_DOMAIN_MAX		253
 #define DKIM_SIG_FIELD_NAME	"DKIM-Signature"
-#define DKIM_SIG_COLS		78	      /* characters a line of the field may hold */
+#define DKIM_SIG_COLS		78	      /* columns a line of the field may take */
 #define DKIM_SIG_VALUE_MAX	32768	      /* a value_out of this max always suffices */
 
 enum dkim_alg {
@@ -142,7 +142,8 @@ struct dkim_sig_params {
 /*
  * Build the DKIM-Signature value (without the "DKIM-Signature:" name) with
  * an empty b= as the last tag, folded with CRLF + TAB so that no line of
- * the field holds more than DKIM_SIG_COLS characters, into value_out (reset
+ * the field takes more than DKIM_SIG_COLS columns (a fold's TAB counted as
+ * 8; so no more than DKIM_SIG_COLS characters either), into value_out (reset
  * first).  The value starts with one SP: the field to emit and to hash is
  * exactly DKIM_SIG_FIELD_NAME ":" followed by the value, nothing between.
  * Tags: v= a= c= d= s= [i=] [t=] [x=] h= bh= b=.  h= holds each name of

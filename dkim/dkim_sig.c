@@ -4,9 +4,11 @@
  *
  * The value starts with a single SP: the field is "DKIM-Signature:" and the
  * value with nothing in between, exactly as it is hashed.  Lines are at most
- * DKIM_SIG_COLS characters (a TAB counts as one, as in RFC 5322 §2.1.1);
- * folds are CRLF + TAB and fall only between tags, after a colon of h= and
- * inside base64.  A d=, s= or i= longer than a line is left whole.
+ * DKIM_SIG_COLS columns with the TAB of a fold taken to the next tab stop,
+ * so also at most DKIM_SIG_COLS characters (RFC 5322 §2.1.1) however a
+ * reader counts.  Folds are CRLF + TAB and fall only between tags, after a
+ * colon of h= and inside base64.  A d=, s= or i= longer than a line is left
+ * whole.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #define SIG_NAME_LEN (sizeof(DKIM_SIG_FIELD_NAME ":") - 1)
 #define SIG_MAX      1024 /* signature bytes: RSA up to 8192 bits */
 #define IDENTITY_MAX 512
+#define FOLD_COLS    8 /* the TAB that starts a continuation line, as displayed */
 
 static const struct {
 	enum dkim_alg alg;
@@ -281,7 +284,7 @@ out_put(struct sig_out *o, const char *s, size_t n)
 static int
 out_fold(struct sig_out *o)
 {
-	o->col = 1;
+	o->col = FOLD_COLS;
 	return dk_buf_put(o->b, "\r\n\t", 3);
 }
 
@@ -369,7 +372,7 @@ out_bh(struct sig_out *o, const uint8_t bh[DKIM_DIGEST_LEN], struct dk_buf *tmp)
 	    (r = dk_b64_encode(tmp, bh, DKIM_DIGEST_LEN)) != 0 || (r = dk_buf_putc(tmp, ';')) != 0)
 		goto out;
 	n = tmp->len;
-	if (1 + n <= DKIM_SIG_COLS) {
+	if (FOLD_COLS + n <= DKIM_SIG_COLS) {
 		r = out_tag(o, dk_buf_str(tmp), n);
 		goto out;
 	}
@@ -703,18 +706,21 @@ out:
 	return r;
 }
 
-/* Characters on the last line of the field "DKIM-Signature:" + value. */
+/* Columns taken on the last line of the field "DKIM-Signature:" + value. */
 static size_t
 last_line_cols(const struct dk_buf *v)
 {
-	size_t i = v->len;
+	size_t i = v->len, cols = SIG_NAME_LEN + v->len;
 
-	while (i >= 2) {
-		if (v->data[i - 2] == '\r' && v->data[i - 1] == '\n')
-			return v->len - i;
-		i--;
+	for (; i >= 2; i--) {
+		if (v->data[i - 2] == '\r' && v->data[i - 1] == '\n') {
+			cols = v->len - i;
+			if (cols > 0 && v->data[i] == '\t')
+				cols += FOLD_COLS - 1;
+			break;
+		}
 	}
-	return SIG_NAME_LEN + v->len;
+	return cols;
 }
 
 int

@@ -192,13 +192,15 @@ class SignVerifyTest(unittest.TestCase):
         return run_tool(args)
 
     def check_field(self, signed):
-        """The DKIM-Signature field: lines of at most 78, folds CRLF TAB, b= last."""
+        """The DKIM-Signature field: lines of at most 78 columns even with the
+        fold's TAB expanded, folds CRLF TAB, b= last."""
         end = signed.index(b"\r\n", 0)
         while signed[end + 2:end + 3] == b"\t":
             end = signed.index(b"\r\n", end + 2)
         field = signed[:end]
         for line in field.split(b"\r\n"):
-            self.assertLessEqual(len(line), 78, field)
+            self.assertLessEqual(len(line.expandtabs(8)), 78, field)
+            self.assertNotIn(b"\t", line[1:])
             self.assertNotIn(b"\n", line)
             self.assertNotIn(b"\r", line)
         self.assertTrue(field.startswith(b"DKIM-Signature: v=1; a="))

@@ -375,7 +375,10 @@ test_build_identity(void **state)
 	check_identity("j\xc3\xb6@example.com", NULL);
 }
 
-/* Every line of "DKIM-Signature:" + value: at most 78, folds CRLF TAB, no stray CR/LF. */
+/*
+ * Every line of "DKIM-Signature:" + value at most 78 columns with the fold's
+ * TAB taken to column 8; folds CRLF TAB; no stray CR/LF.
+ */
 static void
 check_folding(const struct dk_buf *v)
 {
@@ -391,11 +394,11 @@ check_folding(const struct dk_buf *v)
 			assert_int_equal(s[1], '\n');
 			assert_int_equal(s[2], '\t');
 			assert_true(s[-1] != ' ' && s[-1] != '\t'); /* no trailing WSP */
-			col = 0;
-			s++;
+			col = 8;
+			s += 2;
 			continue;
 		}
-		assert_true(*s != '\n');
+		assert_true(*s != '\n' && *s != '\t');
 		col++;
 		if (col > DKIM_SIG_COLS)
 			fail_msg("line over %d: %s", DKIM_SIG_COLS, dk_buf_str(&f));
