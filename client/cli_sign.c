@@ -135,6 +135,7 @@ sign_parse(int argc, char **argv, const struct cli_ctx *ctx, struct sign_opts *o
 	*conf_path = ctx->conf_path;
 	*conf_given = ctx->conf_given;
 	optind = 1;
+	opterr = 0; /* one line of our own instead of getopt's */
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -182,8 +183,9 @@ sign_parse(int argc, char **argv, const struct cli_ctx *ctx, struct sign_opts *o
 			fputs(sign_usage, stdout);
 			return -1;
 		default:
-			fputs(sign_usage, stderr);
-			return EX_USAGE;
+			return cli_fail(DK_ERR_USAGE,
+			    "sign: bad option \"%s\"; see \"dkimkeep sign --help\"",
+			    argv[optind - 1]);
 		}
 	}
 	if (optind != argc)

@@ -137,6 +137,7 @@ cli_status_main(int argc, char **argv, const struct cli_ctx *ctx)
 	int c, json = 0, r, code;
 
 	optind = 1;
+	opterr = 0; /* one line of our own instead of getopt's */
 	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -152,8 +153,9 @@ cli_status_main(int argc, char **argv, const struct cli_ctx *ctx)
 			fputs(status_usage, stdout);
 			return EX_OK;
 		default:
-			fputs(status_usage, stderr);
-			return EX_USAGE;
+			return cli_fail(DK_ERR_USAGE,
+			    "status: bad option \"%s\"; see \"dkimkeep status --help\"",
+			    argv[optind - 1]);
 		}
 	}
 	if (sock == NULL) {

@@ -357,6 +357,10 @@ conn_job_fill(const Dkimkeep__V1__SignRequest *sr, struct dkd_job *job, char *te
 	                  : DKIM_CANON_RELAXED;
 	job->bcanon = sr->body_canon == DKIMKEEP__V1__CANONICALIZATION__SIMPLE ? DKIM_CANON_SIMPLE
 	                                                                       : DKIM_CANON_RELAXED;
+	job->hcanon_default = sr->header_canon == DKIMKEEP__V1__CANONICALIZATION__CANON_DEFAULT;
+	/* A body hash was made with some canonicalization: default means relaxed then. */
+	job->bcanon_default = sr->body_canon == DKIMKEEP__V1__CANONICALIZATION__CANON_DEFAULT &&
+	                      sr->content_case != DKIMKEEP__V1__SIGN_REQUEST__CONTENT_BODY_HASH;
 	if (sr->content_case == DKIMKEEP__V1__SIGN_REQUEST__CONTENT_BODY_HASH) {
 		if (sr->body_hash.len != DKIM_DIGEST_LEN) {
 			snprintf(text, tl, "body_hash must be the 32-byte SHA-256");

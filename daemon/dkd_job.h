@@ -51,6 +51,8 @@ struct dkd_job {
 	uint8_t bh[DKIM_DIGEST_LEN];
 	int have_bh;
 	enum dkim_canon hcanon, bcanon;
+	int hcanon_default; /* take the domain's canonicalization= */
+	int bcanon_default; /* (only when the body itself is sent) */
 	uint64_t queued_us;
 
 	/* out: set by the worker */

@@ -134,6 +134,10 @@ sign_prepare(struct dkd_job *job, struct dkim_headers *hdrs, const struct dk_con
 		return DK_ERR_NOT_AUTHORIZED;
 	}
 	snprintf(job->signed_domain, sizeof(job->signed_domain), "%s", (*dom)->name);
+	if (job->hcanon_default)
+		job->hcanon = (enum dkim_canon)(*dom)->canon_header;
+	if (job->bcanon_default)
+		job->bcanon = (enum dkim_canon)(*dom)->canon_body;
 	if (job->identity[0] && !identity_ok(job->identity, (*dom)->name)) {
 		job_fail(job, DK_ERR_INVALID,
 		    "identity %s is not in %s or a subdomain (RFC 6376 §3.5 i=)", job->identity,

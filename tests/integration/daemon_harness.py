@@ -110,8 +110,9 @@ def split_message(msg):
 class RawClient:
     def __init__(self, path, timeout=30):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
+        # A blocking connect waits for the listen backlog; a timed one gets EAGAIN.
         self.s.connect(path)
+        self.s.settimeout(timeout)
         self.buf = b""
 
     def send(self, data):
@@ -227,7 +228,7 @@ class World:
                          "--min", str(min_sigs)], input=signed)
         if cp.returncode != 0:
             raise AssertionError(f"dkimpy: {cp.stdout.decode()}{cp.stderr.decode()}")
-        if "rsa-sha256" in self.algs:
+        if b"a=rsa-sha256" in signed.replace(b"\r\n\t", b"").replace(b"\n\t", b""):
             cp = self.e.run(["/usr/bin/perl", VERIFY_PL, self.records], input=signed)
             if cp.returncode != 0:
                 raise AssertionError(f"Mail::DKIM: {cp.stdout.decode()}{cp.stderr.decode()}")
