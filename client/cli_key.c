@@ -565,7 +565,7 @@ new_make(struct cli_tok *tok, struct key_new *kn, const struct dk_buf *pem, stru
 	else
 		r = hsm_key_generate(tok->s, kn->type, kn->bits, &kn->meta, k);
 	if (r != 0)
-		return dk_err_set(r, "[token %s]: %s", tok->conf->name, dk_err_detail());
+		return r;
 	if ((r = hsm_key_check(tok->s, k, &weak, why, sizeof(why))) != 0) {
 		char detail[WHY_MAX];
 
@@ -605,7 +605,7 @@ key_create(const struct key_args *a, int import)
 		if ((r = read_pem(a->pem, &pem)) != 0)
 			goto out;
 		if ((r = hsm_pem_key_type(pem.data, pem.len, &kn.type, &kn.bits)) != 0) {
-			r = dk_err_set(r, "%s: %s", a->pem, dk_err_detail());
+			r = cli_err_prefix(r, "%s", a->pem);
 			goto out;
 		}
 	} else if ((r = new_alg(a, &kn)) != 0) {

@@ -31,6 +31,20 @@ cli_warn(const char *fmt, ...)
 }
 
 int
+cli_err_prefix(int r, const char *fmt, ...)
+{
+	char prefix[DETAIL_MAX], detail[DETAIL_MAX];
+	va_list ap;
+
+	/* Copy first: the detail is the buffer dk_err_set writes into. */
+	snprintf(detail, sizeof(detail), "%s", dk_err_detail());
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	return dk_err_set(r, "%s: %s", prefix, detail);
+}
+
+int
 cli_conf_load(const char *path, struct dk_conf **out)
 {
 	char detail[DETAIL_MAX];

@@ -98,6 +98,9 @@ int cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, cons
 /* Lower-case and check a domain name given on the command line. */
 int cli_domain_norm(const char *in, char *out, size_t outlen);
 
+/* Set the detail to "<prefix>: <the current detail>" and return r. */
+int cli_err_prefix(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Print "dkimkeep: warning: ..." on stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
