@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "daemon/dkd_outbox.h"
 #include "daemon/dkd_pool.h"
 #include "proto/dkimkeep.pb-c.h"
 #include "daemon/dkd_tokens.h"
@@ -39,6 +40,7 @@ struct dkd_loop {
 	struct event_base *base;
 	struct evconnlistener *listener;
 	struct dkd_pool *pool;
+	struct dkd_outbox *outbox; /* finished jobs, filled by workers */
 	struct dkd_tokens *tokens;
 	struct event *done_ev;
 	const char *conf_path;

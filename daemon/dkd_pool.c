@@ -23,11 +23,10 @@ struct dkd_pool {
 	struct dkd_job *head, *tail;
 	size_t depth;
 	size_t queue_max;
-	struct dkd_job *done_head, *done_tail;
 	int stopping;
 
-	void (*done)(void *);
-	void *done_arg;
+	void (*finish)(struct dkd_job *, void *);
+	void *finish_arg;
 	struct dkd_tokens *tokens;
 	struct dkd_worker *workers;
 	int nworkers;
@@ -53,24 +52,6 @@ pool_next(struct dkd_pool *p)
 	return job;
 }
 
-static void
-pool_finish(struct dkd_pool *p, struct dkd_job *job)
-{
-	int wake;
-
-	pthread_mutex_lock(&p->lock);
-	wake = p->done_head == NULL;
-	if (p->done_tail != NULL)
-		p->done_tail->next = job;
-	else
-		p->done_head = job;
-	p->done_tail = job;
-	pthread_mutex_unlock(&p->lock);
-	/* One wake-up per batch: the loop drains the whole list. */
-	if (wake && p->done != NULL)
-		p->done(p->done_arg);
-}
-
 static void *
 worker_main(void *arg)
 {
@@ -80,15 +61,15 @@ worker_main(void *arg)
 	/* The queue is drained before the threads stop (SIGTERM answers what is queued). */
 	while ((job = pool_next(w->pool)) != NULL) {
 		dkd_sign_run(&w->sessions, job);
-		pool_finish(w->pool, job);
+		w->pool->finish(job, w->pool->finish_arg);
 	}
 	dkd_sessions_close(&w->sessions);
 	return NULL;
 }
 
 int
-dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens, void (*done)(void *),
-    void *arg, struct dkd_pool **out)
+dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens,
+    void (*finish)(struct dkd_job *, void *), void *arg, struct dkd_pool **out)
 {
 	struct dkd_pool *p;
 	int i, r;
@@ -99,8 +80,8 @@ dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens, void (*do
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->queue_max = (size_t)queue_max;
-	p->done = done;
-	p->done_arg = arg;
+	p->finish = finish;
+	p->finish_arg = arg;
 	p->tokens = tokens;
 	if ((p->workers = calloc((size_t)nworkers, sizeof(*p->workers))) == NULL) {
 		r = DK_ERR_NOMEM;
@@ -149,18 +130,6 @@ dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job)
 	return r;
 }
 
-struct dkd_job *
-dkd_pool_take_done(struct dkd_pool *p)
-{
-	struct dkd_job *list;
-
-	pthread_mutex_lock(&p->lock);
-	list = p->done_head;
-	p->done_head = p->done_tail = NULL;
-	pthread_mutex_unlock(&p->lock);
-	return list;
-}
-
 size_t
 dkd_pool_depth(struct dkd_pool *p)
 {
@@ -181,7 +150,6 @@ dkd_pool_workers(const struct dkd_pool *p)
 void
 dkd_pool_stop(struct dkd_pool *p)
 {
-	struct dkd_job *job, *next;
 	int i;
 
 	if (p == NULL)
@@ -195,10 +163,6 @@ dkd_pool_stop(struct dkd_pool *p)
 			pthread_join(p->workers[i].thread, NULL);
 		else
 			dkd_sessions_close(&p->workers[i].sessions);
-	}
-	for (job = p->done_head; job != NULL; job = next) {
-		next = job->next;
-		dkd_job_free(job);
 	}
 	free(p->workers);
 	pthread_cond_destroy(&p->cond);

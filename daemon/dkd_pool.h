@@ -1,7 +1,7 @@
 /*
- * dkd_pool.h - the worker threads: a bounded queue of jobs in, a list of
- * finished jobs out.  Each worker owns one PKCS#11 session per token and
- * never shares it.
+ * dkd_pool.h - the worker threads: a bounded queue of jobs in; each
+ * finished job is handed to a sink (the audit writer or the loop's outbox).
+ * Each worker owns one PKCS#11 session per token and never shares it.
  */
 #ifndef DKD_POOL_H
 #define DKD_POOL_H
@@ -15,20 +15,18 @@ struct dkd_pool;
 
 /*
  * Start nworkers threads over tokens with a queue of at most queue_max
- * jobs.  done(arg) is called from a worker when the finished list goes
- * from empty to non-empty; it must be thread-safe (event_active()).
+ * jobs.  finish(job, arg) is called from the worker with each finished
+ * job (next == NULL); it takes the job over and must be thread-safe.
  */
-int dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens, void (*done)(void *),
-    void *arg, struct dkd_pool **out);
+int dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens,
+    void (*finish)(struct dkd_job *, void *), void *arg, struct dkd_pool **out);
 /* Queue a job; DK_ERR_BUSY at once when the queue is full or stopping. */
 int dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job);
-/* Take every finished job (a list linked by next, oldest first). */
-struct dkd_job *dkd_pool_take_done(struct dkd_pool *p);
 /* Jobs queued and not yet taken by a worker. */
 size_t dkd_pool_depth(struct dkd_pool *p);
 int dkd_pool_workers(const struct dkd_pool *p);
-/* Finish every queued job, stop and join the threads, free the pool
- * (finished jobs not yet taken are freed). */
+/* Finish every queued job (handed to the sink as usual), stop and join the threads, free the pool.
+ */
 void dkd_pool_stop(struct dkd_pool *p);
 
 #endif /* DKD_POOL_H */

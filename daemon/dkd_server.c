@@ -19,6 +19,7 @@
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_loop.h"
 #include "daemon/dkd_notify.h"
+#include "daemon/dkd_outbox.h"
 #include "daemon/dkd_server.h"
 
 #define SHUTDOWN_GRACE_SEC 30 /* answers still unread after this are dropped at exit */
@@ -38,7 +39,7 @@ server_done_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	dkd_conn_deliver(lp, dkd_pool_take_done(lp->pool));
+	dkd_conn_deliver(lp, dkd_outbox_take(lp->outbox));
 }
 
 /* Called by a worker thread: wake the loop. */
@@ -48,6 +49,15 @@ server_wake(void *arg)
 	struct dkd_loop *lp = arg;
 
 	event_active(lp->done_ev, EV_READ, 0);
+}
+
+/* The pool's sink: finished jobs go to the loop's outbox. */
+static void
+server_finish(struct dkd_job *job, void *arg)
+{
+	struct dkd_loop *lp = arg;
+
+	dkd_outbox_put(lp->outbox, job);
 }
 
 static void
@@ -236,7 +246,9 @@ dkd_server_run(const struct dkd_server_params *p)
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	if ((r = dkd_pool_start(p->workers, p->queue, p->tokens, server_wake, &lp, &lp.pool)) != 0)
+	if ((r = dkd_outbox_new(server_wake, &lp, &lp.outbox)) != 0 ||
+	    (r = dkd_pool_start(p->workers, p->queue, p->tokens, server_finish, &lp, &lp.pool)) !=
+	        0)
 		goto out;
 	lp.listener = evconnlistener_new(lp.base, server_accept_cb, &lp,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, p->listen_fd);
@@ -261,7 +273,11 @@ out:
 		dkd_pool_stop(lp.pool); /* joins the workers: nothing more is finished after */
 		lp.pool = NULL;
 	}
+	/* Jobs finished while stopping go back to their connections, which are closed next. */
+	if (lp.outbox != NULL)
+		dkd_conn_deliver(&lp, dkd_outbox_take(lp.outbox));
 	dkd_conn_close_all(&lp);
+	dkd_outbox_free(lp.outbox);
 	/* A reload or health check still running uses the tokens the caller closes next. */
 	while (atomic_load(&bg_busy))
 		usleep(10000);

@@ -25,7 +25,7 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG =
 
 def prog(name):
     """Path of a built program (dkimkeep, dkimkeepd, ...)."""
-    for sub in ("client", "daemon", "tests", "."):
+    for sub in ("client", "daemon", "tests/tools", "tests", "."):
         p = os.path.join(BUILD, sub, name)
         if os.path.isfile(p) and os.access(p, os.X_OK):
             return p
