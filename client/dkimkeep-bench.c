@@ -1,0 +1,806 @@
+/*
+ * dkimkeep-bench.c - load generator: the signing rate and latency of
+ * dkimkeepd through its socket, beside the raw PKCS#11 rate of the same key
+ * in the same run (INTERFACE.md "Benchmark").
+ *
+ * The message is read once, its body hashed once here (requests carry the
+ * body hash, as a real client's would), and one header section is prepared
+ * per domain with its From: rewritten.  bench_load.c drives the socket,
+ * bench_raw.c the token, bench_stats.c times both.
+ */
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "client/bench_load.h"
+#include "client/bench_proc.h"
+#include "client/bench_raw.h"
+#include "client/dkimkeep_client.h"
+#include "common/dk_buf.h"
+#include "common/dk_config.h"
+#include "common/dk_err.h"
+#include "common/dk_json.h"
+#include "common/dk_log.h"
+#include "dkim/dkim.h"
+
+#define BENCH_MESSAGE_MAX (64 * 1024 * 1024)
+#define BENCH_SECONDS_MAX 86400.0
+#define BENCH_STATUS_WAIT 10000 /* ms for the first status request */
+#define BENCH_FROM_LOCAL  "bench"
+
+static const char usage_text[] =
+    "NAME\n"
+    "    dkimkeep-bench - signing rate and latency of dkimkeepd beside the raw token rate\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    dkimkeep-bench [-c FILE] --message FILE --alg A [--clients N] [--inflight W]\n"
+    "                   [--seconds S] [--warmup S] [--domains N] [--connections N]\n"
+    "                   [--socket PATH] [--raw-threads N | --no-raw] [--json] [-q]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Runs N client threads against a running dkimkeepd, each on its own connection\n"
+    "    with W sign requests in flight, for S seconds after a warm-up that is not\n"
+    "    counted.  Then, in the same run, signs with the same key straight through\n"
+    "    PKCS#11 (the digest a request would give, one session per thread) with as many\n"
+    "    threads as the daemon has workers, for S seconds.  The daemon's rate divided by\n"
+    "    the raw rate is ratio=: what the daemon costs on top of the token.\n"
+    "\n"
+    "    The body of the message is hashed once here and requests carry the body hash,\n"
+    "    as libdkimkeep clients do.  The From: field of the message is replaced by\n"
+    "    \"From: dkimkeep-bench <" BENCH_FROM_LOCAL "@DOMAIN>\", DOMAIN going round the first\n"
+    "    --domains configured domains (in name order) that sign with A, so the daemon\n"
+    "    finds the domain from From: as it does for real mail.  The raw half signs with\n"
+    "    the active key of the first of them, on its primary token, and so needs to\n"
+    "    read that token's pin_file.\n"
+    "\n"
+    "    Progress goes to stderr; the results to stdout.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -c FILE            configuration file (default: $DKIMKEEP_CONF or\n"
+    "                       " DK_CONF_DEFAULT_PATH "): the socket, domains, tokens\n"
+    "    --message FILE     the RFC 5322 message to sign (required)\n"
+    "    --alg A            rsa-sha256 or ed25519-sha256 (required; rsa, ed25519 also work)\n"
+    "    --clients N        concurrent client threads and connections (default 8)\n"
+    "    --inflight W       requests each client keeps in flight (default 4, at most 256)\n"
+    "    --seconds S        measured time of each half (default 10; decimals allowed)\n"
+    "    --warmup S         time before measuring, not counted (default 2)\n"
+    "    --domains N        spread requests over N domains (default 1)\n"
+    "    --connections N    idle connections held open during the run (default 0)\n"
+    "    --socket PATH      the daemon's socket (default: socket= in [daemon])\n"
+    "    --raw-threads N    threads (sessions) of the raw half (default: the daemon's\n"
+    "                       workers, from its status)\n"
+    "    --no-raw           skip the raw half (no token access; ratio is null)\n"
+    "    --json             one JSON document on stdout instead of text\n"
+    "    -q, --quiet        no progress lines on stderr\n"
+    "    -h, --help         this text\n"
+    "    --version          print the version\n"
+    "\n"
+    "OUTPUT\n"
+    "    msgs/s: OK answers in the measured window per second.  Latency (p50, p90, p99,\n"
+    "    max, in microseconds) runs from writing a request to reading its answer, queue\n"
+    "    time in the daemon included; with W > 1 it grows with W.  errors= counts answers\n"
+    "    other than OK, by status (BUSY, ...); IO counts connections that broke.  The\n"
+    "    daemon line, when its /proc entry is readable (same user), gives its CPU time and\n"
+    "    context switches per message and its resident memory with every connection\n"
+    "    open.  raw: signatures per second and the p50 of one hsm_sign_digest call.\n"
+    "    ratio= is msgs/s divided by raw sigs/s.\n"
+    "\n"
+    "    --json gives: version, alg, message_bytes, clients, inflight, workers, seconds,\n"
+    "    warmup, domains, connections, msgs, msgs_per_s, p50_us, p90_us, p99_us, max_us,\n"
+    "    mean_us, errors, errors_by_status, raw_threads, raw_sigs, raw_sigs_per_s,\n"
+    "    raw_p50_us, raw_p99_us, raw_max_us, raw_errors, ratio, client_cpu_us_per_msg,\n"
+    "    raw_cpu_us_per_sig, daemon {pid, threads, connections, rss_kib, hwm_kib,\n"
+    "    cpu_us_per_msg, ctxsw_per_msg} and key {token, selector, key_id, bits}.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 the run took place (errors are in the output); 64 usage; 65 the message cannot\n"
+    "    be used; 69 the daemon or the token is unavailable, or no request succeeded;\n"
+    "    74 the message cannot be read; 77 the token's PIN was refused; 78 bad config.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    dkimkeep-bench -c /etc/dkimkeep/dkimkeep.conf --message 4k.eml --alg rsa-sha256\n"
+    "    dkimkeep-bench --message 4k.eml --alg ed25519 --clients 1 --inflight 1 --json\n"
+    "    dkimkeep-bench --message 4k.eml --alg rsa --domains 1000 --connections 1000\n";
+
+struct bench_opts {
+	const char *conf_path;
+	const char *message;
+	const char *socket;
+	enum dkim_alg alg;
+	unsigned clients, inflight, domains, idle, raw_threads;
+	double seconds, warmup;
+	int no_raw, json, quiet;
+};
+
+/* What one run learnt, for the text and JSON outputs. */
+struct bench_report {
+	const struct bench_opts *o;
+	size_t message_bytes;
+	unsigned workers;
+	pid_t daemon_pid;
+	struct bench_load_result *load;
+	struct bench_raw_result *raw; /* NULL with --no-raw or when it failed */
+};
+
+static int bench_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+bench_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dkimkeep-bench: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return dk_err_exit(err);
+}
+
+static const char *
+bench_detail(int r)
+{
+	return dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r);
+}
+
+static int
+opt_uint(const char *name, const char *s, unsigned min, unsigned max, unsigned *v)
+{
+	unsigned long x;
+	char *end;
+
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == s || s[0] == '-' || x < min || x > max)
+		return bench_fail(DK_ERR_USAGE,
+		    "--%s takes a whole number from %u to %u, not \"%s\"", name, min, max, s);
+	*v = (unsigned)x;
+	return 0;
+}
+
+static int
+opt_seconds(const char *name, const char *s, double min, double *v)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || end == s || !isfinite(x) || x < min ||
+	    x > BENCH_SECONDS_MAX)
+		return bench_fail(DK_ERR_USAGE,
+		    "--%s takes a number of seconds from %g to %g, not \"%s\"", name, min,
+		    BENCH_SECONDS_MAX, s);
+	*v = x;
+	return 0;
+}
+
+static int
+opt_alg(const char *s, enum dkim_alg *alg)
+{
+	if (strcmp(s, "rsa") == 0)
+		s = "rsa-sha256";
+	else if (strcmp(s, "ed25519") == 0)
+		s = "ed25519-sha256";
+	if (dkim_alg_parse(s, alg) != 0)
+		return bench_fail(
+		    DK_ERR_USAGE, "--alg takes rsa-sha256 or ed25519-sha256, not \"%s\"", s);
+	return 0;
+}
+
+/* Parse argv into o; -1 when --help or --version was answered. */
+static int
+bench_parse(int argc, char **argv, struct bench_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"message", required_argument, NULL, 'm'},
+	    {"alg", required_argument, NULL, 'a'},
+	    {"clients", required_argument, NULL, 'n'},
+	    {"inflight", required_argument, NULL, 'w'},
+	    {"seconds", required_argument, NULL, 's'},
+	    {"warmup", required_argument, NULL, 'W'},
+	    {"domains", required_argument, NULL, 'd'},
+	    {"connections", required_argument, NULL, 'i'},
+	    {"socket", required_argument, NULL, 'S'},
+	    {"raw-threads", required_argument, NULL, 'r'},
+	    {"no-raw", no_argument, NULL, 'R'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c, r = 0, have_alg = 0;
+
+	while (r == 0 && (c = getopt_long(argc, argv, "c:hq", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->conf_path = optarg;
+			break;
+		case 'm':
+			o->message = optarg;
+			break;
+		case 'a':
+			r = opt_alg(optarg, &o->alg);
+			have_alg = 1;
+			break;
+		case 'n':
+			r = opt_uint("clients", optarg, 1, BENCH_CLIENTS_MAX, &o->clients);
+			break;
+		case 'w':
+			r = opt_uint("inflight", optarg, 1, BENCH_INFLIGHT_MAX, &o->inflight);
+			break;
+		case 's':
+			r = opt_seconds("seconds", optarg, 0.1, &o->seconds);
+			break;
+		case 'W':
+			r = opt_seconds("warmup", optarg, 0.0, &o->warmup);
+			break;
+		case 'd':
+			r = opt_uint("domains", optarg, 1, DK_CONF_MAX_DOMAINS, &o->domains);
+			break;
+		case 'i':
+			r = opt_uint("connections", optarg, 0, BENCH_IDLE_MAX, &o->idle);
+			break;
+		case 'S':
+			o->socket = optarg;
+			break;
+		case 'r':
+			r = opt_uint(
+			    "raw-threads", optarg, 1, BENCH_RAW_THREADS_MAX, &o->raw_threads);
+			break;
+		case 'R':
+			o->no_raw = 1;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return -1;
+		case 'V':
+			printf("dkimkeep-bench %s\n", DKIMKEEP_VERSION);
+			return -1;
+		default:
+			return bench_fail(DK_ERR_USAGE, "see \"dkimkeep-bench --help\"");
+		}
+	}
+	if (r != 0)
+		return r;
+	if (optind != argc)
+		return bench_fail(
+		    DK_ERR_USAGE, "unexpected argument \"%s\"; see --help", argv[optind]);
+	if (o->message == NULL || !have_alg)
+		return bench_fail(DK_ERR_USAGE, "--message FILE and --alg A are required; see "
+		                                "\"dkimkeep-bench --help\"");
+	return 0;
+}
+
+/* Read the whole message file into b. */
+static int
+msg_read(const char *path, struct dk_buf *b)
+{
+	uint8_t chunk[65536];
+	struct stat st;
+	ssize_t n;
+	int fd, r = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return dk_err_set(
+		    DK_ERR_IO, "cannot open the message %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) == 0 && st.st_size > BENCH_MESSAGE_MAX) {
+		r = dk_err_set(DK_ERR_TOO_LARGE, "the message %s is over %d MiB", path,
+		    BENCH_MESSAGE_MAX / (1024 * 1024));
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = dk_err_set(
+			    DK_ERR_IO, "cannot read the message %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if ((r = dk_buf_put(b, chunk, (size_t)n)) != 0) {
+			r = dk_err_set(r, "the message %s is over %d MiB", path,
+			    BENCH_MESSAGE_MAX / (1024 * 1024));
+			goto out;
+		}
+	}
+out:
+	close(fd);
+	return r;
+}
+
+/* 1 when the line at p (of n bytes) starts a "From:" field (RFC 5322 §3.6.2). */
+static int
+msg_is_from(const uint8_t *p, size_t n)
+{
+	size_t i = 4;
+
+	if (n < 5 || strncasecmp((const char *)p, "from", 4) != 0)
+		return 0;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	return i < n && p[i] == ':';
+}
+
+/*
+ * Where the From: field of hdr is: [*start, *end), its folded lines
+ * included; *crlf when its first line ends in CRLF.  Both 0 when there is
+ * none (a From: is then added at the top).
+ */
+static void
+msg_find_from(const uint8_t *hdr, size_t len, size_t *start, size_t *end, int *crlf)
+{
+	const uint8_t *nl;
+	size_t pos = 0, next;
+	int in_from = 0;
+
+	*start = *end = 0;
+	*crlf = 0;
+	nl = memchr(hdr, '\n', len);
+	*crlf = nl != NULL && nl > hdr && nl[-1] == '\r';
+	while (pos < len) {
+		nl = memchr(hdr + pos, '\n', len - pos);
+		next = nl != NULL ? (size_t)(nl - hdr) + 1 : len;
+		if (in_from && hdr[pos] != ' ' && hdr[pos] != '\t') {
+			*end = pos;
+			return;
+		}
+		if (!in_from && msg_is_from(hdr + pos, next - pos)) {
+			in_from = 1;
+			*start = pos;
+			*crlf = next >= 2 && hdr[next - 2] == '\r';
+		}
+		pos = next;
+	}
+	if (in_from)
+		*end = len;
+}
+
+/* The header section with its From: replaced by one at domain. */
+static int
+msg_for_domain(const uint8_t *hdr, size_t len, const char *domain, struct bench_msg *out)
+{
+	struct dk_buf b;
+	size_t start, end;
+	int crlf, r;
+
+	msg_find_from(hdr, len, &start, &end, &crlf);
+	dk_buf_init(&b, DKIM_HEADER_SECTION_MAX + 512);
+	if ((r = dk_buf_put(&b, hdr, start)) != 0 ||
+	    (r = dk_buf_printf(&b, "From: dkimkeep-bench <%s@%s>%s", BENCH_FROM_LOCAL, domain,
+	         crlf ? "\r\n" : "\n")) != 0 ||
+	    (r = dk_buf_put(&b, hdr + end, len - end)) != 0) {
+		dk_buf_free(&b);
+		return r;
+	}
+	out->domain = domain;
+	out->hdr = (uint8_t *)dk_buf_steal(&b, &out->hdr_len);
+	return out->hdr == NULL ? DK_ERR_NOMEM : 0;
+}
+
+/*
+ * Split the message, hash its body (relaxed, RFC 6376 §3.4.4), and make
+ * one header section per chosen domain: the first o->domains configured
+ * domains that sign with o->alg.
+ */
+static int
+msg_prepare(const struct bench_opts *o, const struct dk_conf *conf, const struct dk_buf *m,
+    struct bench_msg *msgs, uint8_t bh[DKC_HASH_LEN])
+{
+	struct dkc_body *body = NULL;
+	size_t hdr_len, body_off, i, n = 0;
+	int r;
+
+	r = dkc_header_end(m->data, m->len, &hdr_len, &body_off);
+	if (r < 0)
+		return dk_err_set(DK_ERR_MSG_NOT_MESSAGE,
+		    "%s is not a message: it must start with header fields, then an empty "
+		    "line, then the body",
+		    o->message);
+	if (r == 0)
+		hdr_len = body_off = m->len; /* no body */
+	if (hdr_len == 0 || hdr_len > DKIM_HEADER_SECTION_MAX)
+		return dk_err_set(DK_ERR_MSG_HEADER_TOO_LARGE,
+		    "the header section of %s is empty or over 1 MiB", o->message);
+	if ((r = dkc_body_new(0, &body)) != 0 ||
+	    (r = dkc_body_update(body, m->data + body_off, m->len - body_off)) != 0)
+		goto out;
+	r = dkc_body_final(body, bh);
+	body = NULL;
+	if (r != 0)
+		goto out;
+	for (i = 0; i < conf->ndomains && n < o->domains; i++) {
+		if (!(conf->domains[i].algs & (1u << o->alg)))
+			continue;
+		if ((r = msg_for_domain(m->data, hdr_len, conf->domains[i].name, &msgs[n])) != 0)
+			goto out;
+		n++;
+	}
+	if (n < o->domains) {
+		r = dk_err_set(DK_ERR_CONFIG,
+		    "%s has %zu [domain] section%s signing with %s, fewer than --domains %u",
+		    conf->path, n, n == 1 ? "" : "s", dkim_alg_name(o->alg), o->domains);
+		goto out;
+	}
+	r = 0;
+out:
+	dkc_body_free(body);
+	return r;
+}
+
+/* The daemon's worker count (from its status) and pid. */
+static int
+bench_daemon_info(const char *sock, const struct dk_conf *conf, unsigned *workers, pid_t *pid)
+{
+	struct dkc_conn *c = NULL;
+	struct dkc_status_info *st = NULL;
+	char why[512];
+	int r;
+
+	*workers = conf->daemon.workers > 0 ? (unsigned)conf->daemon.workers : 1;
+	if ((r = dkc_connect(sock, BENCH_STATUS_WAIT, &c)) != 0 || (r = dkc_status(c, &st)) != 0) {
+		snprintf(why, sizeof(why), "%s", dkc_strerror(r));
+		r = dk_err_set(DK_ERR_UNAVAILABLE, "%s", why);
+		goto out;
+	}
+	if (st->workers > 0)
+		*workers = st->workers;
+	if (bench_proc_daemon_pid(sock, pid) != 0)
+		*pid = 0;
+	r = 0;
+out:
+	dkc_status_free(st);
+	dkc_close(c);
+	return r;
+}
+
+static double
+per_s(uint64_t n, double secs)
+{
+	return secs > 0 ? (double)n / secs : 0.0;
+}
+
+static double
+bench_ratio(const struct bench_report *rp)
+{
+	double raw;
+
+	if (rp->raw == NULL)
+		return NAN;
+	raw = per_s(rp->raw->sigs, rp->raw->elapsed);
+	return raw > 0 ? per_s(rp->load->ok, rp->load->elapsed) / raw : NAN;
+}
+
+/* Daemon figures are known when /proc could be read at both ends of the window. */
+static int
+daemon_known(const struct bench_load_result *l)
+{
+	return l->d0.ok && l->d1.ok;
+}
+
+static double
+per_msg(uint64_t v, uint64_t msgs)
+{
+	return msgs > 0 ? (double)v / (double)msgs : NAN;
+}
+
+static void
+report_json_daemon(struct dk_json *j, const struct bench_report *rp)
+{
+	const struct bench_load_result *l = rp->load;
+
+	dk_json_obj_open(j, "daemon");
+	if (rp->daemon_pid > 0)
+		dk_json_int(j, "pid", rp->daemon_pid);
+	else
+		dk_json_null(j, "pid");
+	dk_json_uint(j, "connections", l->daemon_connections);
+	if (daemon_known(l)) {
+		dk_json_uint(j, "threads", l->d1.threads);
+		dk_json_uint(j, "rss_kib", l->d1.rss_kib);
+		dk_json_uint(j, "hwm_kib", l->d1.hwm_kib);
+		dk_json_double(j, "cpu_us_per_msg", per_msg(l->d1.cpu_us - l->d0.cpu_us, l->ok));
+		dk_json_double(j, "ctxsw_per_msg", per_msg(l->d1.ctxsw - l->d0.ctxsw, l->ok));
+	}
+	dk_json_obj_close(j);
+}
+
+static void
+report_json_raw(struct dk_json *j, const struct bench_report *rp)
+{
+	const struct bench_raw_result *w = rp->raw;
+
+	if (w == NULL) {
+		dk_json_null(j, "raw_sigs");
+		dk_json_null(j, "raw_sigs_per_s");
+		dk_json_null(j, "raw_p50_us");
+		dk_json_null(j, "raw_p99_us");
+		dk_json_null(j, "raw_max_us");
+		dk_json_null(j, "raw_errors");
+		dk_json_null(j, "raw_cpu_us_per_sig");
+		return;
+	}
+	dk_json_uint(j, "raw_sigs", w->sigs);
+	dk_json_double(j, "raw_sigs_per_s", per_s(w->sigs, w->elapsed));
+	dk_json_uint(j, "raw_p50_us", bench_hist_pct(&w->hist, 50));
+	dk_json_uint(j, "raw_p99_us", bench_hist_pct(&w->hist, 99));
+	dk_json_uint(j, "raw_max_us", w->hist.max);
+	dk_json_uint(j, "raw_errors", w->errors);
+	dk_json_double(j, "raw_cpu_us_per_sig", per_msg(w->cpu_us, w->sigs));
+	dk_json_obj_open(j, "key");
+	dk_json_str(j, "token", w->token);
+	dk_json_str(j, "selector", w->selector);
+	dk_json_str(j, "key_id", w->key_id);
+	dk_json_uint(j, "bits", w->bits);
+	dk_json_obj_close(j);
+}
+
+static int
+report_json(const struct bench_report *rp)
+{
+	const struct bench_opts *o = rp->o;
+	const struct bench_load_result *l = rp->load;
+	struct dk_buf b;
+	struct dk_json j;
+	int s, r;
+
+	dk_buf_init(&b, 1024 * 1024);
+	dk_json_init(&j, &b);
+	dk_json_obj_open(&j, NULL);
+	dk_json_str(&j, "version", DKIMKEEP_VERSION);
+	dk_json_str(&j, "alg", dkim_alg_name(o->alg));
+	dk_json_uint(&j, "message_bytes", rp->message_bytes);
+	dk_json_uint(&j, "clients", o->clients);
+	dk_json_uint(&j, "inflight", o->inflight);
+	dk_json_uint(&j, "workers", rp->workers);
+	dk_json_double(&j, "seconds", l->elapsed);
+	dk_json_double(&j, "warmup", o->warmup);
+	dk_json_uint(&j, "domains", o->domains);
+	dk_json_uint(&j, "connections", o->idle);
+	dk_json_uint(&j, "msgs", l->ok);
+	dk_json_double(&j, "msgs_per_s", per_s(l->ok, l->elapsed));
+	dk_json_uint(&j, "p50_us", bench_hist_pct(&l->hist, 50));
+	dk_json_uint(&j, "p90_us", bench_hist_pct(&l->hist, 90));
+	dk_json_uint(&j, "p99_us", bench_hist_pct(&l->hist, 99));
+	dk_json_uint(&j, "max_us", l->hist.max);
+	dk_json_double(&j, "mean_us", l->hist.count ? (double)l->hist.sum / l->hist.count : 0);
+	dk_json_uint(&j, "errors", l->errors + l->io_errors);
+	dk_json_obj_open(&j, "errors_by_status");
+	for (s = 0; s <= DKC_INTERNAL; s++) {
+		if (l->by_status[s] > 0)
+			dk_json_uint(&j, dkc_status_name(s), l->by_status[s]);
+	}
+	if (l->io_errors > 0)
+		dk_json_uint(&j, "IO", l->io_errors);
+	dk_json_obj_close(&j);
+	dk_json_uint(&j, "raw_threads", o->raw_threads);
+	report_json_raw(&j, rp);
+	dk_json_double(&j, "ratio", bench_ratio(rp));
+	dk_json_double(&j, "client_cpu_us_per_msg", per_msg(l->self_cpu_us, l->ok));
+	report_json_daemon(&j, rp);
+	dk_json_obj_close(&j);
+	if ((r = dk_json_finish(&j)) == 0)
+		printf("%s\n", dk_buf_str(&b));
+	dk_buf_free(&b);
+	return r;
+}
+
+static void
+report_text(const struct bench_report *rp)
+{
+	const struct bench_opts *o = rp->o;
+	const struct bench_load_result *l = rp->load;
+	const struct bench_raw_result *w = rp->raw;
+	const char *sep = " (";
+	int s;
+
+	printf("dkimkeep-bench %s: %s, %zu-byte message, %u client%s x %u in flight, "
+	       "%u domain%s, %u idle connection%s, %.1f s measured (%.1f s warm-up)\n",
+	    DKIMKEEP_VERSION, dkim_alg_name(o->alg), rp->message_bytes, o->clients,
+	    o->clients == 1 ? "" : "s", o->inflight, o->domains, o->domains == 1 ? "" : "s",
+	    o->idle, o->idle == 1 ? "" : "s", l->elapsed, o->warmup);
+	printf("socket  %9.1f msgs/s  p50=%llu p90=%llu p99=%llu max=%llu us  errors=%llu",
+	    per_s(l->ok, l->elapsed), (unsigned long long)bench_hist_pct(&l->hist, 50),
+	    (unsigned long long)bench_hist_pct(&l->hist, 90),
+	    (unsigned long long)bench_hist_pct(&l->hist, 99), (unsigned long long)l->hist.max,
+	    (unsigned long long)(l->errors + l->io_errors));
+	if (l->errors + l->io_errors > 0) {
+		for (s = 0; s <= DKC_INTERNAL; s++) {
+			if (l->by_status[s] > 0)
+				printf("%s%s=%llu", sep, dkc_status_name(s),
+				    (unsigned long long)l->by_status[s]);
+			sep = l->by_status[s] > 0 ? " " : sep;
+		}
+		if (l->io_errors > 0)
+			printf("%sIO=%llu", sep, (unsigned long long)l->io_errors);
+		printf(")");
+	}
+	printf("\n");
+	printf("daemon  %u workers, %u connections", rp->workers, l->daemon_connections);
+	if (daemon_known(l))
+		printf(", %u threads, %.0f us CPU/msg, %.2f context switches/msg, "
+		       "rss %.1f MiB (peak %.1f MiB)",
+		    l->d1.threads, per_msg(l->d1.cpu_us - l->d0.cpu_us, l->ok),
+		    per_msg(l->d1.ctxsw - l->d0.ctxsw, l->ok), (double)l->d1.rss_kib / 1024.0,
+		    (double)l->d1.hwm_kib / 1024.0);
+	printf("; bench client %.0f us CPU/msg\n", per_msg(l->self_cpu_us, l->ok));
+	if (w != NULL)
+		printf("raw     %9.1f sigs/s  p50=%llu p99=%llu max=%llu us  errors=%llu  "
+		       "(%u session%s, %.0f us CPU/sig, key %s, selector %s, token \"%s\")\n",
+		    per_s(w->sigs, w->elapsed), (unsigned long long)bench_hist_pct(&w->hist, 50),
+		    (unsigned long long)bench_hist_pct(&w->hist, 99),
+		    (unsigned long long)w->hist.max, (unsigned long long)w->errors, o->raw_threads,
+		    o->raw_threads == 1 ? "" : "s", per_msg(w->cpu_us, w->sigs), w->key_id,
+		    w->selector, w->token);
+	if (isfinite(bench_ratio(rp)))
+		printf("ratio=%.3f\n", bench_ratio(rp));
+	else
+		printf("ratio=none\n");
+}
+
+static int
+bench_run_load(const struct bench_opts *o, const char *sock, const struct bench_msg *msgs,
+    const uint8_t *bh, struct bench_report *rp)
+{
+	struct bench_load_opts lo;
+	unsigned want;
+	int r;
+
+	memset(&lo, 0, sizeof(lo));
+	lo.socket = sock;
+	lo.alg = o->alg == DKIM_ALG_RSA_SHA256 ? DKC_ALG_RSA_SHA256 : DKC_ALG_ED25519_SHA256;
+	lo.msgs = msgs;
+	lo.nmsgs = o->domains;
+	lo.body_hash = bh;
+	lo.clients = o->clients;
+	lo.inflight = o->inflight;
+	lo.idle = o->idle;
+	lo.warmup = o->warmup;
+	lo.seconds = o->seconds;
+	lo.progress = !o->quiet;
+	lo.daemon_pid = rp->daemon_pid;
+	if ((r = bench_load_run(&lo, rp->load)) != 0)
+		return bench_fail(r, "%s", bench_detail(r));
+	if (rp->load->error[0])
+		fprintf(stderr, "dkimkeep-bench: %s\n", rp->load->error);
+	/* The clients, the idle ones, and the one that asked for the status. */
+	want = o->idle + o->clients + 1;
+	if (o->idle > 0 && rp->load->daemon_connections < want)
+		fprintf(stderr,
+		    "dkimkeep-bench: warning: the daemon counted %u connections, fewer than the "
+		    "%u opened; is max_connections in [daemon] too low?\n",
+		    rp->load->daemon_connections, want);
+	return 0;
+}
+
+static int
+bench_run_raw(const struct bench_opts *o, const struct dk_conf *conf, const char *domain,
+    struct bench_report *rp, struct bench_raw_result *raw)
+{
+	struct bench_raw_opts ro;
+	int r;
+
+	memset(&ro, 0, sizeof(ro));
+	ro.conf = conf;
+	ro.domain = domain;
+	ro.alg = dkim_alg_name(o->alg);
+	ro.threads = o->raw_threads;
+	ro.warmup = o->warmup;
+	ro.seconds = o->seconds;
+	ro.progress = !o->quiet;
+	if ((r = bench_raw_run(&ro, raw)) != 0)
+		return r;
+	if (raw->error[0])
+		fprintf(stderr, "dkimkeep-bench: raw: %s\n", raw->error);
+	rp->raw = raw;
+	return 0;
+}
+
+static int
+bench_main(struct bench_opts *o)
+{
+	struct bench_load_result *load = NULL;
+	struct bench_raw_result *raw = NULL;
+	struct bench_msg *msgs = NULL;
+	struct bench_report rp;
+	struct dk_conf *conf = NULL;
+	struct dk_buf m;
+	uint8_t bh[DKC_HASH_LEN];
+	const char *sock;
+	unsigned i;
+	int r, code, raw_err = 0;
+
+	memset(&rp, 0, sizeof(rp));
+	rp.o = o;
+	dk_buf_init(&m, BENCH_MESSAGE_MAX);
+	if ((r = dk_conf_load(o->conf_path, &conf)) != 0) {
+		code = bench_fail(DK_ERR_CONFIG, "%s", bench_detail(r));
+		goto out;
+	}
+	sock = o->socket != NULL ? o->socket : conf->daemon.socket;
+	if ((r = msg_read(o->message, &m)) != 0) {
+		code = bench_fail(r, "%s", bench_detail(r));
+		goto out;
+	}
+	rp.message_bytes = m.len;
+	msgs = calloc(o->domains, sizeof(*msgs));
+	load = calloc(1, sizeof(*load));
+	raw = calloc(1, sizeof(*raw));
+	if (msgs == NULL || load == NULL || raw == NULL) {
+		code = bench_fail(DK_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rp.load = load;
+	if ((r = msg_prepare(o, conf, &m, msgs, bh)) != 0) {
+		code = bench_fail(r, "%s", bench_detail(r));
+		goto out;
+	}
+	if ((r = bench_daemon_info(sock, conf, &rp.workers, &rp.daemon_pid)) != 0) {
+		code = bench_fail(r, "%s", bench_detail(r));
+		goto out;
+	}
+	if (o->raw_threads == 0)
+		o->raw_threads = rp.workers;
+	if ((code = bench_run_load(o, sock, msgs, bh, &rp)) != 0)
+		goto out;
+	if (!o->no_raw && (raw_err = bench_run_raw(o, conf, msgs[0].domain, &rp, raw)) != 0)
+		fprintf(stderr, "dkimkeep-bench: raw: %s\n", bench_detail(raw_err));
+	if (o->json ? report_json(&rp) != 0 : (report_text(&rp), 0)) {
+		code = bench_fail(DK_ERR_NOMEM, "cannot format the results");
+		goto out;
+	}
+	fflush(stdout);
+	if (raw_err != 0)
+		code = dk_err_exit(raw_err);
+	else if (load->ok == 0)
+		code = bench_fail(DK_ERR_UNAVAILABLE,
+		    "no request succeeded; see the errors above and the daemon's log");
+	else
+		code = EX_OK;
+out:
+	for (i = 0; msgs != NULL && i < o->domains; i++)
+		free(msgs[i].hdr);
+	free(msgs);
+	free(load);
+	free(raw);
+	dk_buf_free(&m);
+	dk_conf_free(conf);
+	return code;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct bench_opts o;
+	int r;
+
+	dk_log_init("dkimkeep-bench", 0, getenv("DKIMKEEP_DEBUG") != NULL);
+	memset(&o, 0, sizeof(o));
+	o.conf_path = dk_conf_default_path();
+	o.clients = 8;
+	o.inflight = 4;
+	o.seconds = 10;
+	o.warmup = 2;
+	o.domains = 1;
+	if ((r = bench_parse(argc, argv, &o)) != 0)
+		return r < 0 ? EX_OK : r;
+	return bench_main(&o);
+}
