@@ -574,9 +574,8 @@ new_make(struct cli_tok *tok, struct key_new *kn, const struct dk_buf *pem, stru
 			cli_warn("the refused key could not be destroyed: %s", dk_err_detail());
 		return dk_err_set(r, "the new key fails the check and was destroyed: %s", detail);
 	}
-	if (weak)
-		cli_warn("the key has only %u bits: RFC 8301 wants at least 2048; replace it soon",
-		    k->bits);
+	/* A weak (imported) key was already warned about by hsm_key_import. */
+	(void)weak;
 	return 0;
 }
 
