@@ -463,6 +463,50 @@ class KeyGenerate(EnvTestCase):
         self.assertIn(b"--selector", help_)
 
 
+class Hygiene(EnvTestCase):
+    """Keys that dkimkeepd must never sign with are shown as refused, with why."""
+
+    def write_meta(self, key_id, selector, alg="rsa-sha256"):
+        text = (f"v=1\ndomain=example.com\nselector={selector}\nalg={alg}\nslot=primary\n"
+                "state=active\ncreated=2026-01-01T00:00:00Z\nchanged=2026-01-01T00:00:00Z\n")
+        path = self.e.write(f"meta-{key_id}.txt", text)
+        pkcs11_tool(self.e, "--write-object", path, "--type", "data", "--label", key_id,
+                    "--application-label", "dkimkeep", "--private")
+
+    def test_foreign_and_mismatched_keys_are_refused(self):
+        e = self.e
+        setup_token(e)
+        # A key made by another tool with SoftHSM's defaults: it may decrypt and unwrap.
+        pkcs11_tool(e, "--keypairgen", "--key-type", "rsa:2048", "--id", "c0c0c0c0c0c0c0c0",
+                    "--label", "foreign", "--usage-sign")
+        self.write_meta("c0c0c0c0c0c0c0c0", "foreign")
+        # Two good keys; then A's public key is replaced by B's: a pair that does not belong.
+        a = json.loads(e.cli("key", "generate", "--domain", "example.com", "--alg", "rsa-sha256",
+                             "--selector", "a", "--json").stdout)["key"]["key_id"]
+        b = json.loads(e.cli("key", "generate", "--domain", "example.com", "--alg", "rsa-sha256",
+                             "--selector", "b", "--json").stdout)["key"]["key_id"]
+        der = e.path("b.der")
+        pkcs11_tool(e, "--read-object", "--type", "pubkey", "--id", b, "-o", der)
+        pkcs11_tool(e, "--delete-object", "--type", "pubkey", "--id", a)
+        pkcs11_tool(e, "--write-object", der, "--type", "pubkey", "--id", a, "--label", "swapped")
+
+        keys = {k["selector"]: k for k in keys_json(e)}
+        self.assertEqual(set(keys), {"foreign", "a", "b"})
+        self.assertTrue(keys["b"]["usable"])
+        self.assertFalse(keys["foreign"]["usable"])
+        self.assertIn("CKA_DECRYPT", keys["foreign"]["problem"])
+        self.assertIn("foreign._domainkey.example.com", keys["foreign"]["problem"])
+        self.assertFalse(keys["a"]["usable"])
+        self.assertIn("does not verify", keys["a"]["problem"])
+        self.assertIn(a, keys["a"]["problem"])
+        cp = e.cli("key", "list")
+        table = cp.stdout.decode()
+        self.assertRegex(table, r"\ba .*REFUSED\n")
+        self.assertRegex(table, r"\bforeign .*REFUSED\n")
+        self.assertRegex(table, r"\bb .*ok\n")
+        self.assertIn(b"does not verify", cp.stderr)
+
+
 class KeyImport(EnvTestCase):
 
     def test_import_pkcs1_pkcs8_and_ed25519(self):
