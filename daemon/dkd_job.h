@@ -62,10 +62,13 @@ struct dkd_job {
 	struct dkd_sig_out sigs[DKD_MAX_ALGS];
 	size_t nsigs;
 
+	int abandoned;        /* the watchdog gave a copy to another worker (pool lock) */
 	struct dkd_job *next; /* queue link */
 };
 
 /* Free a job and everything it owns (releases the keyset reference). */
 void dkd_job_free(struct dkd_job *job);
+/* A fresh job with the same "in" part (a new keyset reference); DK_ERR_NOMEM. */
+int dkd_job_clone(const struct dkd_job *job, struct dkd_job **out);
 
 #endif /* DKD_JOB_H */

@@ -1,8 +1,18 @@
 /*
- * dkd_pool.c - worker threads and their queues.
+ * dkd_pool.c - worker threads, their queue, and the watchdog that takes a
+ * job away from a worker stuck in its token.
+ *
+ * A C_Sign that does not return within sign_timeout (a hung HSM) must not
+ * hang the caller: the watchdog marks that token down, queues a copy of
+ * the job at the front (it is signed again with the standby key), and
+ * starts a spare worker so the pool keeps its strength.  When the stuck
+ * call returns, its worker drops the abandoned job and, being surplus,
+ * retires.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
@@ -10,97 +20,250 @@
 #include "daemon/dkd_pool.h"
 #include "daemon/dkd_sign.h"
 
+#define POOL_SPARES_PER_WORKER 3 /* spare threads for stuck ones, per configured worker */
+#define WATCHDOG_TICK_MS       50
+
 struct dkd_worker {
 	struct dkd_pool *pool;
 	pthread_t thread;
 	int started;
+	int done;                /* thread has returned (joinable without blocking) */
+	int stuck;               /* declared stuck by the watchdog */
+	struct dkd_job *current; /* the job being signed (pool lock) */
 	struct dkd_sessions sessions;
 };
 
 struct dkd_pool {
-	pthread_mutex_t lock; /* protects everything below */
+	pthread_mutex_t lock; /* protects everything below but the constant fields */
 	pthread_cond_t cond;  /* a job was queued, or stopping */
 	struct dkd_job *head, *tail;
 	size_t depth;
-	size_t queue_max;
 	int stopping;
+	int live;   /* worker threads running and not stuck */
+	int nslots; /* started so far (slots are never reused) */
 
+	/* constant after start */
+	size_t queue_max;
+	int nworkers;
+	int maxslots;
+	uint64_t timeout_us;
 	void (*finish)(struct dkd_job *, void *);
 	void *finish_arg;
 	struct dkd_tokens *tokens;
 	struct dkd_worker *workers;
-	int nworkers;
+	pthread_t watchdog;
+	int watchdog_started;
+	pthread_cond_t wd_cond; /* stopping, for the watchdog */
 };
 
+static void *worker_main(void *arg);
+
+/* Next job, or NULL when stopping with an empty queue or when w is surplus. */
 static struct dkd_job *
-pool_next(struct dkd_pool *p)
+pool_next(struct dkd_pool *p, struct dkd_worker *w)
 {
-	struct dkd_job *job;
+	struct dkd_job *job = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	while (p->head == NULL && !p->stopping)
+	for (;;) {
+		if (p->live > p->nworkers && !p->stopping) {
+			p->live--; /* a spare retires once the pool is back to strength */
+			break;
+		}
+		if (p->head != NULL) {
+			job = p->head;
+			p->head = job->next;
+			if (p->head == NULL)
+				p->tail = NULL;
+			p->depth--;
+			job->next = NULL;
+			w->current = job;
+			break;
+		}
+		if (p->stopping)
+			break;
 		pthread_cond_wait(&p->cond, &p->lock);
-	job = p->head;
-	if (job != NULL) {
-		p->head = job->next;
-		if (p->head == NULL)
-			p->tail = NULL;
-		p->depth--;
-		job->next = NULL;
 	}
 	pthread_mutex_unlock(&p->lock);
 	return job;
+}
+
+/* Done with job: 1 when it is still ours to hand on, 0 when it was abandoned. */
+static int
+pool_done(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job)
+{
+	int ours;
+
+	pthread_mutex_lock(&p->lock);
+	ours = !job->abandoned;
+	w->current = NULL;
+	if (w->stuck) {
+		/* Back from the token at last: count again as a worker (pool_next may retire it).
+		 */
+		w->stuck = 0;
+		p->live++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ours;
 }
 
 static void *
 worker_main(void *arg)
 {
 	struct dkd_worker *w = arg;
+	struct dkd_pool *p = w->pool;
 	struct dkd_job *job;
 
 	/* The queue is drained before the threads stop (SIGTERM answers what is queued). */
-	while ((job = pool_next(w->pool)) != NULL) {
+	while ((job = pool_next(p, w)) != NULL) {
 		dkd_sign_run(&w->sessions, job);
-		w->pool->finish(job, w->pool->finish_arg);
+		if (pool_done(p, w, job))
+			p->finish(job, p->finish_arg);
+		else
+			dkd_job_free(job); /* its copy was signed elsewhere */
 	}
 	dkd_sessions_close(&w->sessions);
+	pthread_mutex_lock(&p->lock);
+	w->done = 1;
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Start one more worker thread (pool lock held). */
+static int
+pool_spawn(struct dkd_pool *p)
+{
+	struct dkd_worker *w;
+	int r;
+
+	if (p->nslots >= p->maxslots)
+		return dk_err_set(DK_ERR_INTERNAL, "no spare worker slot left");
+	w = &p->workers[p->nslots];
+	w->pool = p;
+	if ((r = dkd_sessions_init(&w->sessions, p->tokens)) != 0)
+		return r;
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		dkd_sessions_close(&w->sessions);
+		return dk_err_set(DK_ERR_INTERNAL, "cannot start a worker thread");
+	}
+	w->started = 1;
+	p->nslots++;
+	p->live++;
+	return 0;
+}
+
+/* Queue job first in line, whatever the queue limit (pool lock held). */
+static void
+pool_push_front(struct dkd_pool *p, struct dkd_job *job)
+{
+	job->next = p->head;
+	p->head = job;
+	if (p->tail == NULL)
+		p->tail = job;
+	p->depth++;
+	pthread_cond_signal(&p->cond);
+}
+
+/* One worker stuck in its token for too long: take its job away (pool lock held). */
+static void
+pool_rescue(struct dkd_pool *p, struct dkd_worker *w, struct dkd_token *tok, uint64_t waited)
+{
+	struct dkd_job *copy;
+	char why[160];
+
+	snprintf(why, sizeof(why), "a call into the token did not return within %llu ms",
+	    (unsigned long long)(p->timeout_us / 1000));
+	dkd_token_down(tok, DK_ERR_TIMEOUT, why);
+	w->stuck = 1;
+	p->live--;
+	if (dkd_job_clone(w->current, &copy) == 0) {
+		w->current->abandoned = 1;
+		pool_push_front(p, copy);
+	} else {
+		dk_log_err("request %llu cannot be retried after a token timeout (out of memory); "
+		           "it is answered when the token returns",
+		    (unsigned long long)w->current->req_id);
+	}
+	dk_log_warn("worker stuck for %llu ms in token \"%s\"; its request goes to the standby "
+	            "key and a spare worker is started",
+	    (unsigned long long)(waited / 1000), tok->name);
+	if (pool_spawn(p) != 0)
+		dk_log_err("cannot start a spare worker: %s; the pool runs with fewer workers "
+		           "until the token returns",
+		    dk_err_detail());
+}
+
+static void *
+watchdog_main(void *arg)
+{
+	struct dkd_pool *p = arg;
+	struct dkd_worker *w;
+	struct dkd_token *tok;
+	struct timespec ts;
+	uint64_t since, now;
+	int i;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCHDOG_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->wd_cond, &p->lock, &ts);
+		now = dk_now_us();
+		for (i = 0; i < p->nslots; i++) {
+			w = &p->workers[i];
+			since = atomic_load(&w->sessions.busy_since_us);
+			tok = atomic_load(&w->sessions.busy_tok);
+			if (w->stuck || w->current == NULL || w->current->abandoned || since == 0 ||
+			    tok == NULL || now < since || now - since < p->timeout_us)
+				continue;
+			pool_rescue(p, w, tok, now - since);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
 int
-dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens,
+dkd_pool_start(int nworkers, int queue_max, int64_t sign_timeout_ms, struct dkd_tokens *tokens,
     void (*finish)(struct dkd_job *, void *), void *arg, struct dkd_pool **out)
 {
 	struct dkd_pool *p;
-	int i, r;
+	int i, r = 0;
 
 	*out = NULL;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return DK_ERR_NOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->wd_cond, NULL);
 	p->queue_max = (size_t)queue_max;
+	p->nworkers = nworkers;
+	p->maxslots = nworkers * (1 + POOL_SPARES_PER_WORKER);
+	p->timeout_us = (uint64_t)(sign_timeout_ms > 0 ? sign_timeout_ms : 2000) * 1000u;
 	p->finish = finish;
 	p->finish_arg = arg;
 	p->tokens = tokens;
-	if ((p->workers = calloc((size_t)nworkers, sizeof(*p->workers))) == NULL) {
+	if ((p->workers = calloc((size_t)p->maxslots, sizeof(*p->workers))) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	p->nworkers = nworkers;
-	for (i = 0; i < nworkers; i++) {
-		p->workers[i].pool = p;
-		if ((r = dkd_sessions_init(&p->workers[i].sessions, tokens)) != 0)
-			goto out;
-		if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0) {
-			r = dk_err_set(DK_ERR_INTERNAL, "cannot start worker thread %d", i);
-			goto out;
-		}
-		p->workers[i].started = 1;
+	pthread_mutex_lock(&p->lock);
+	for (i = 0; i < nworkers && r == 0; i++)
+		r = pool_spawn(p);
+	pthread_mutex_unlock(&p->lock);
+	if (r != 0)
+		goto out;
+	if (pthread_create(&p->watchdog, NULL, watchdog_main, p) != 0) {
+		r = dk_err_set(DK_ERR_INTERNAL, "cannot start the watchdog thread");
+		goto out;
 	}
+	p->watchdog_started = 1;
 	*out = p;
 	p = NULL;
-	r = 0;
 out:
 	if (p != NULL)
 		dkd_pool_stop(p);
@@ -150,22 +313,37 @@ dkd_pool_workers(const struct dkd_pool *p)
 void
 dkd_pool_stop(struct dkd_pool *p)
 {
-	int i;
+	struct dkd_worker *w;
+	int i, stuck;
 
 	if (p == NULL)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = 1;
 	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->wd_cond);
 	pthread_mutex_unlock(&p->lock);
-	for (i = 0; i < p->nworkers; i++) {
-		if (p->workers[i].started)
-			pthread_join(p->workers[i].thread, NULL);
+	if (p->watchdog_started)
+		pthread_join(p->watchdog, NULL);
+	for (i = 0; i < p->nslots; i++) {
+		w = &p->workers[i];
+		pthread_mutex_lock(&p->lock);
+		stuck = w->stuck && !w->done;
+		pthread_mutex_unlock(&p->lock);
+		/* A thread still inside a hung token cannot be joined: leave it to exit(). */
+		if (stuck)
+			pthread_detach(w->thread);
 		else
-			dkd_sessions_close(&p->workers[i].sessions);
+			pthread_join(w->thread, NULL);
 	}
+	/* With a stuck thread alive its memory must stay: the process is about to exit. */
+	for (i = 0, stuck = 0; i < p->nslots; i++)
+		stuck |= p->workers[i].stuck && !p->workers[i].done;
+	if (stuck)
+		return;
 	free(p->workers);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->wd_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -7,6 +7,7 @@
 #define DKD_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daemon/dkd_job.h"
 #include "daemon/dkd_tokens.h"
@@ -16,9 +17,11 @@ struct dkd_pool;
 /*
  * Start nworkers threads over tokens with a queue of at most queue_max
  * jobs.  finish(job, arg) is called from the worker with each finished
- * job (next == NULL); it takes the job over and must be thread-safe.
+ * job (next == NULL); it takes the job over and must be thread-safe.  A
+ * token call longer than sign_timeout_ms marks the token down and the job
+ * is signed again (with the standby key) by another worker.
  */
-int dkd_pool_start(int nworkers, int queue_max, struct dkd_tokens *tokens,
+int dkd_pool_start(int nworkers, int queue_max, int64_t sign_timeout_ms, struct dkd_tokens *tokens,
     void (*finish)(struct dkd_job *, void *), void *arg, struct dkd_pool **out);
 /* Queue a job; DK_ERR_BUSY at once when the queue is full or stopping. */
 int dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job);

@@ -24,14 +24,6 @@
 
 #define SHUTDOWN_GRACE_SEC 30 /* answers still unread after this are dropped at exit */
 
-/* Background work (reload, health check) runs on one helper thread at a time. */
-static atomic_int bg_busy;
-
-struct bg_args {
-	struct dkd_loop *lp;
-	int reload; /* 1: reload config and keys; 0: health check of down tokens */
-};
-
 static void
 server_done_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -70,6 +62,10 @@ server_accept_cb(
 	dkd_conn_accept(arg, fd);
 }
 
+/* Reloads run on one helper thread at a time; a reload asked meanwhile runs after it. */
+static atomic_int bg_busy;
+static atomic_int bg_pending;
+
 /* Reload the config and the key rings; the old snapshot stays until this one is ready. */
 static void
 bg_reload(struct dkd_loop *lp)
@@ -93,72 +89,111 @@ bg_reload(struct dkd_loop *lp)
 	dk_log_notice("configuration and key rings reloaded from %s", lp->conf_path);
 }
 
-/* Try every down token again: a session, a key listing; then reload the rings. */
-static void
-bg_health(struct dkd_loop *lp)
-{
-	struct hsm_session *s;
-	struct hsm_key *keys;
-	struct dkd_token *t;
-	size_t i, n;
-	int recovered = 0;
-
-	for (i = 0; i < lp->tokens->n; i++) {
-		t = &lp->tokens->v[i];
-		if (atomic_load(&t->up) || t->token == NULL)
-			continue;
-		s = NULL;
-		keys = NULL;
-		if (hsm_session_open(t->token, &s) == 0 && hsm_session_ping(s) == 0 &&
-		    hsm_key_list(s, &keys, &n) == 0) {
-			dkd_token_up(t);
-			recovered = 1;
-		}
-		free(keys);
-		if (s != NULL)
-			hsm_session_close(s);
-	}
-	/* Handles may have changed while the token was away: list the keys again. */
-	if (recovered)
-		bg_reload(lp);
-}
-
 static void *
 bg_main(void *arg)
 {
-	struct bg_args *a = arg;
+	struct dkd_loop *lp = arg;
 
-	if (a->reload)
-		bg_reload(a->lp);
-	else
-		bg_health(a->lp);
-	free(a);
-	atomic_store(&bg_busy, 0);
+	do {
+		while (atomic_exchange(&bg_pending, 0))
+			bg_reload(lp);
+		atomic_store(&bg_busy, 0);
+		/* A request that came after the last check but before busy was cleared. */
+	} while (atomic_load(&bg_pending) && !atomic_exchange(&bg_busy, 1));
 	return NULL;
 }
 
 static void
-bg_start(struct dkd_loop *lp, int reload)
+bg_start_thread(void *(*fn)(void *), void *arg, atomic_int *busy)
 {
-	struct bg_args *a;
 	pthread_t th;
 	pthread_attr_t attr;
 
-	if (atomic_exchange(&bg_busy, 1))
-		return; /* one at a time; a reload asked meanwhile is picked up by the next */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, fn, arg) != 0) {
+		dk_log_err("cannot start a background thread; retried later");
+		atomic_store(busy, 0);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Ask for a reload of the config and the rings, on a helper thread. */
+static void
+bg_reload_start(struct dkd_loop *lp)
+{
+	atomic_store(&bg_pending, 1);
+	if (!atomic_exchange(&bg_busy, 1))
+		bg_start_thread(bg_main, lp, &bg_busy);
+}
+
+struct health_args {
+	struct dkd_loop *lp;
+	struct dkd_token *t;
+};
+
+/*
+ * 0 when a down token works again: a session, its keys, and a signature
+ * with one of its signing keys (a token that lists keys but hangs in
+ * C_Sign is still down).
+ */
+static int
+health_probe(struct dkd_token *t)
+{
+	struct hsm_session *s = NULL;
+	struct hsm_key *keys = NULL;
+	uint8_t digest[32], sig[HSM_SIG_MAX];
+	size_t i, n = 0, sig_len = sizeof(sig);
+	int r;
+
+	memset(digest, 0x5a, sizeof(digest));
+	if ((r = hsm_session_open(t->token, &s)) != 0 || (r = hsm_session_ping(s)) != 0 ||
+	    (r = hsm_key_list(s, &keys, &n)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (strcmp(keys[i].meta.state, "active") == 0 ||
+		    strcmp(keys[i].meta.state, "standby") == 0) {
+			r = hsm_sign_digest(s, &keys[i], digest, sig, &sig_len);
+			break;
+		}
+	}
+out:
+	free(keys);
+	if (s != NULL)
+		hsm_session_close(s);
+	return r;
+}
+
+/* One thread per down token, so that a hung token cannot stop the others' checks. */
+static void *
+health_main(void *arg)
+{
+	struct health_args *a = arg;
+
+	if (health_probe(a->t) == 0) {
+		dkd_token_up(a->t);
+		/* Handles may have changed while the token was away: list the keys again. */
+		bg_reload_start(a->lp);
+	}
+	atomic_store(&a->t->checking, 0);
+	free(a);
+	return NULL;
+}
+
+static void
+health_start(struct dkd_loop *lp, struct dkd_token *t)
+{
+	struct health_args *a;
+
+	if (atomic_exchange(&t->checking, 1))
+		return; /* the last check has not come back (a hung token) */
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
-		atomic_store(&bg_busy, 0);
+		atomic_store(&t->checking, 0);
 		return;
 	}
 	a->lp = lp;
-	a->reload = reload;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, bg_main, a) != 0) {
-		free(a);
-		atomic_store(&bg_busy, 0);
-	}
-	pthread_attr_destroy(&attr);
+	a->t = t;
+	bg_start_thread(health_main, a, &t->checking);
 }
 
 static void
@@ -171,10 +206,8 @@ server_health_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	dkd_notify_reap();
 	for (i = 0; i < lp->tokens->n; i++) {
-		if (!atomic_load(&lp->tokens->v[i].up)) {
-			bg_start(lp, 0);
-			break;
-		}
+		if (!atomic_load(&lp->tokens->v[i].up) && lp->tokens->v[i].token != NULL)
+			health_start(lp, &lp->tokens->v[i]);
 	}
 }
 
@@ -184,7 +217,7 @@ server_hup_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	dk_log_notice("SIGHUP: reloading the configuration and key rings");
-	bg_start(arg, 1);
+	bg_reload_start(arg);
 }
 
 static void
@@ -222,6 +255,24 @@ server_term_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(lp->base);
 }
 
+/* Wait (bounded) for helper threads; a check stuck in a hung token is left behind. */
+static void
+server_wait_background(struct dkd_loop *lp)
+{
+	size_t i;
+	int n, busy;
+
+	for (n = 0; n < 500; n++) {
+		busy = atomic_load(&bg_busy);
+		for (i = 0; i < lp->tokens->n; i++)
+			busy |= atomic_load(&lp->tokens->v[i].checking);
+		if (!busy)
+			return;
+		usleep(10000);
+	}
+	dk_log_warn("a token check is still hanging at exit");
+}
+
 int
 dkd_server_run(const struct dkd_server_params *p)
 {
@@ -247,8 +298,8 @@ dkd_server_run(const struct dkd_server_params *p)
 		goto out;
 	}
 	if ((r = dkd_outbox_new(server_wake, &lp, &lp.outbox)) != 0 ||
-	    (r = dkd_pool_start(p->workers, p->queue, p->tokens, server_finish, &lp, &lp.pool)) !=
-	        0)
+	    (r = dkd_pool_start(p->workers, p->queue, p->sign_timeout_ms, p->tokens, server_finish,
+	         &lp, &lp.pool)) != 0)
 		goto out;
 	lp.listener = evconnlistener_new(lp.base, server_accept_cb, &lp,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, p->listen_fd);
@@ -279,8 +330,7 @@ out:
 	dkd_conn_close_all(&lp);
 	dkd_outbox_free(lp.outbox);
 	/* A reload or health check still running uses the tokens the caller closes next. */
-	while (atomic_load(&bg_busy))
-		usleep(10000);
+	server_wait_background(&lp);
 	if (lp.listener != NULL)
 		evconnlistener_free(lp.listener);
 	else if (p->listen_fd >= 0)

@@ -18,6 +18,7 @@ struct dkd_server_params {
 	int queue;
 	int max_connections;
 	int64_t health_interval; /* seconds */
+	int64_t sign_timeout_ms; /* a token call slower than this fails over */
 	void (*ready)(void *);   /* called once the loop runs (daemonizing) */
 	void *ready_arg;
 };

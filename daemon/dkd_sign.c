@@ -11,6 +11,7 @@
 #include "common/dk_buf.h"
 #include "common/dk_err.h"
 #include "common/dk_log.h"
+#include "common/dk_time.h"
 #include "daemon/dkd_sign.h"
 
 #define SIG_VALUE_MAX (64 * 1024)
@@ -100,10 +101,25 @@ identity_ok(const char *identity, const char *domain)
 	return il > dl + 1 && at[il - dl - 1] == '.' && strcasecmp(at + il - dl, domain) == 0;
 }
 
-/* Parse, find the domain, authorize; fills *dom and the body hash. */
+/*
+ * What a worker works out for one job.  The job's "in" part stays
+ * read-only while a worker has it: the watchdog may copy it to retry
+ * elsewhere (dkd_pool.c).
+ */
+struct sign_ctx {
+	struct dkim_headers hdrs;
+	const struct dk_conf_domain *dom;
+	enum dkim_canon hcanon, bcanon;
+	uint8_t bh[DKIM_DIGEST_LEN];
+	int64_t timestamp;
+};
+
+/* Parse, find the domain, authorize; fills ctx. */
 static int
-sign_prepare(struct dkd_job *job, struct dkim_headers *hdrs, const struct dk_conf_domain **dom)
+sign_prepare(struct dkd_job *job, struct sign_ctx *ctx)
 {
+	struct dkim_headers *hdrs = &ctx->hdrs;
+	const struct dk_conf_domain **dom = &ctx->dom;
 	char from[DKIM_DOMAIN_MAX + 1];
 	const char *want;
 	struct dkim_body body;
@@ -134,35 +150,34 @@ sign_prepare(struct dkd_job *job, struct dkim_headers *hdrs, const struct dk_con
 		return DK_ERR_NOT_AUTHORIZED;
 	}
 	snprintf(job->signed_domain, sizeof(job->signed_domain), "%s", (*dom)->name);
-	if (job->hcanon_default)
-		job->hcanon = (enum dkim_canon)(*dom)->canon_header;
-	if (job->bcanon_default)
-		job->bcanon = (enum dkim_canon)(*dom)->canon_body;
+	ctx->hcanon = job->hcanon_default ? (enum dkim_canon)(*dom)->canon_header : job->hcanon;
+	ctx->bcanon = job->bcanon_default ? (enum dkim_canon)(*dom)->canon_body : job->bcanon;
+	ctx->timestamp = job->timestamp > 0 ? job->timestamp : (int64_t)time(NULL);
 	if (job->identity[0] && !identity_ok(job->identity, (*dom)->name)) {
 		job_fail(job, DK_ERR_INVALID,
 		    "identity %s is not in %s or a subdomain (RFC 6376 §3.5 i=)", job->identity,
 		    (*dom)->name);
 		return DK_ERR_INVALID;
 	}
-	if (!job->have_bh) {
-		if ((r = dkim_body_init(&body, job->bcanon)) != 0 ||
-		    (r = dkim_body_update(&body, job->body, job->body_len)) != 0 ||
-		    (r = dkim_body_final(&body, job->bh)) != 0) {
-			dkim_body_free(&body);
-			job_fail(job, r, "body hash failed: %s", dk_strerror(r));
-			return r;
-		}
-		job->have_bh = 1;
+	if (job->have_bh) {
+		memcpy(ctx->bh, job->bh, sizeof(ctx->bh));
+	} else if ((r = dkim_body_init(&body, ctx->bcanon)) != 0 ||
+	           (r = dkim_body_update(&body, job->body, job->body_len)) != 0 ||
+	           (r = dkim_body_final(&body, ctx->bh)) != 0) {
+		dkim_body_free(&body);
+		job_fail(job, r, "body hash failed: %s", dk_strerror(r));
+		return r;
 	}
 	return 0;
 }
 
 /* Build, hash and sign one DKIM-Signature with key k into out. */
 static int
-sign_with_key(struct dkd_sessions *ss, struct dkd_job *job, const struct dkim_headers *hdrs,
-    const struct dk_conf_domain *dom, enum dkim_alg alg, const struct dkd_key *k,
-    struct dkd_sig_out *out)
+sign_with_key(struct dkd_sessions *ss, struct dkd_job *job, const struct sign_ctx *ctx,
+    enum dkim_alg alg, const struct dkd_key *k, struct dkd_sig_out *out)
 {
+	const struct dkim_headers *hdrs = &ctx->hdrs;
+	const struct dk_conf_domain *dom = ctx->dom;
 	struct dkim_sig_params p;
 	struct hsm_session *sess;
 	struct dk_buf val;
@@ -173,21 +188,27 @@ sign_with_key(struct dkd_sessions *ss, struct dkd_job *job, const struct dkim_he
 	dk_buf_init(&val, SIG_VALUE_MAX);
 	memset(&p, 0, sizeof(p));
 	p.alg = alg;
-	p.hcanon = job->hcanon;
-	p.bcanon = job->bcanon;
+	p.hcanon = ctx->hcanon;
+	p.bcanon = ctx->bcanon;
 	p.domain = dom->name;
 	p.selector = k->hk.meta.selector;
 	p.identity = job->identity[0] ? job->identity : NULL;
-	p.timestamp = job->timestamp > 0 ? job->timestamp : (int64_t)time(NULL);
+	p.timestamp = ctx->timestamp;
 	p.expire = job->expire;
 	p.headers = job->headers != NULL ? job->headers : dom->headers;
 	p.oversign = dom->oversign;
-	memcpy(p.bh, job->bh, sizeof(p.bh));
+	memcpy(p.bh, ctx->bh, sizeof(p.bh));
 	if ((r = dkim_sig_build(hdrs, &p, &val)) != 0 ||
 	    (r = dkim_sig_digest(hdrs, &p, &val, digest)) != 0)
 		goto out;
-	if ((r = sessions_get(ss, k->tok, &sess)) != 0 ||
-	    (r = hsm_sign_digest(sess, &k->hk, digest, sig, &sig_len)) != 0)
+	/* The watchdog sees how long this worker has been inside the token. */
+	atomic_store(&ss->busy_tok, k->tok);
+	atomic_store(&ss->busy_since_us, dk_now_us());
+	if ((r = sessions_get(ss, k->tok, &sess)) == 0)
+		r = hsm_sign_digest(sess, &k->hk, digest, sig, &sig_len);
+	atomic_store(&ss->busy_since_us, 0);
+	atomic_store(&ss->busy_tok, NULL);
+	if (r != 0)
 		goto out;
 	if ((r = dkim_sig_finish(&val, sig, sig_len)) != 0)
 		goto out;
@@ -212,9 +233,10 @@ out:
 
 /* One algorithm: the active key, or the standby when the primary fails. */
 static int
-sign_alg(struct dkd_sessions *ss, struct dkd_job *job, const struct dkim_headers *hdrs,
-    const struct dk_conf_domain *dom, enum dkim_alg alg, struct dkd_sig_out *out)
+sign_alg(struct dkd_sessions *ss, struct dkd_job *job, const struct sign_ctx *ctx,
+    enum dkim_alg alg, struct dkd_sig_out *out)
 {
+	const struct dk_conf_domain *dom = ctx->dom;
 	const struct dkd_key *cand[2] = {NULL, NULL};
 	const struct dkd_ring *ring;
 	size_t i;
@@ -232,7 +254,7 @@ sign_alg(struct dkd_sessions *ss, struct dkd_job *job, const struct dkim_headers
 		if (cand[i] == NULL || !atomic_load(&cand[i]->tok->up))
 			continue;
 		tried++;
-		if ((r = sign_with_key(ss, job, hdrs, dom, alg, cand[i], out)) == 0)
+		if ((r = sign_with_key(ss, job, ctx, alg, cand[i], out)) == 0)
 			return 0;
 		last = r;
 		if (r == DK_ERR_TOKEN_FAILING || r == DK_ERR_TIMEOUT)
@@ -264,17 +286,18 @@ sign_alg(struct dkd_sessions *ss, struct dkd_job *job, const struct dkim_headers
 void
 dkd_sign_run(struct dkd_sessions *ss, struct dkd_job *job)
 {
-	struct dkim_headers hdrs;
-	const struct dk_conf_domain *dom = NULL;
+	struct sign_ctx ctx;
+	const struct dk_conf_domain *dom;
 	enum dkim_alg algs[DKD_MAX_ALGS];
 	size_t i, nalgs = 0;
 	int a;
 
-	memset(&hdrs, 0, sizeof(hdrs));
+	memset(&ctx, 0, sizeof(ctx));
 	job->result = 0;
 	job->nsigs = 0;
-	if (sign_prepare(job, &hdrs, &dom) != 0)
+	if (sign_prepare(job, &ctx) != 0)
 		goto out;
+	dom = ctx.dom;
 	if (job->nalgs > 0) {
 		for (i = 0; i < job->nalgs; i++) {
 			if (!(dom->algs & (1u << job->algs[i]))) {
@@ -292,7 +315,7 @@ dkd_sign_run(struct dkd_sessions *ss, struct dkd_job *job)
 		}
 	}
 	for (i = 0; i < nalgs; i++) {
-		if (sign_alg(ss, job, &hdrs, dom, algs[i], &job->sigs[job->nsigs]) != 0)
+		if (sign_alg(ss, job, &ctx, algs[i], &job->sigs[job->nsigs]) != 0)
 			goto out;
 		job->nsigs++;
 	}
@@ -304,7 +327,8 @@ out:
 		}
 		job->nsigs = 0;
 	}
-	dkim_headers_free(&hdrs);
+	explicit_bzero(ctx.bh, sizeof(ctx.bh));
+	dkim_headers_free(&ctx.hdrs);
 }
 
 void
@@ -321,4 +345,48 @@ dkd_job_free(struct dkd_job *job)
 	free(job->header_section);
 	free(job->body);
 	free(job);
+}
+
+static int
+memdup_to(const void *src, size_t len, uint8_t **dst)
+{
+	*dst = NULL;
+	if (src == NULL || len == 0)
+		return 0;
+	if ((*dst = malloc(len)) == NULL)
+		return DK_ERR_NOMEM;
+	memcpy(*dst, src, len);
+	return 0;
+}
+
+int
+dkd_job_clone(const struct dkd_job *job, struct dkd_job **out)
+{
+	struct dkd_job *c;
+
+	*out = NULL;
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return DK_ERR_NOMEM;
+	*c = *job; /* the "in" part; the rest is reset below */
+	c->headers = NULL;
+	c->header_section = NULL;
+	c->body = NULL;
+	c->ks = NULL;
+	c->result = 0;
+	c->error[0] = '\0';
+	c->signed_domain[0] = '\0';
+	memset(c->sigs, 0, sizeof(c->sigs));
+	c->nsigs = 0;
+	c->abandoned = 0;
+	c->next = NULL;
+	if ((job->headers != NULL && (c->headers = strdup(job->headers)) == NULL) ||
+	    memdup_to(job->header_section, job->header_len, &c->header_section) != 0 ||
+	    memdup_to(job->body, job->body_len, &c->body) != 0) {
+		dkd_job_free(c);
+		return DK_ERR_NOMEM;
+	}
+	atomic_fetch_add(&job->ks->refs, 1);
+	c->ks = job->ks;
+	*out = c;
+	return 0;
 }

@@ -7,6 +7,8 @@
 #ifndef DKD_SIGN_H
 #define DKD_SIGN_H
 
+#include <stdatomic.h>
+
 #include "daemon/dkd_job.h"
 #include "daemon/dkd_tokens.h"
 
@@ -15,6 +17,9 @@ struct dkd_sessions {
 	struct dkd_tokens *tokens;
 	struct hsm_session **s;
 	unsigned *gen; /* token generation each session was opened in */
+	/* Set while the worker is inside a token call; read by the watchdog. */
+	_Atomic(struct dkd_token *) busy_tok;
+	atomic_ullong busy_since_us; /* dk_now_us() at entry, 0 when not in a call */
 };
 
 int dkd_sessions_init(struct dkd_sessions *ss, struct dkd_tokens *tokens);

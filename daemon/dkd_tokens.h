@@ -22,6 +22,7 @@ struct dkd_token {
 	atomic_int up;          /* 1 while signing on it works */
 	atomic_llong since;     /* UNIX time of the last up/down transition */
 	atomic_ullong errors;   /* failures seen */
+	atomic_int checking;    /* a health check thread is running */
 	atomic_uint generation; /* bumped on every down: workers reopen sessions */
 	pthread_mutex_t lock;   /* protects last_error */
 	char last_error[256];

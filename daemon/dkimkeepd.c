@@ -206,6 +206,7 @@ main(int argc, char **argv)
 	sp.queue = conf->daemon.queue;
 	sp.max_connections = conf->daemon.max_connections;
 	sp.health_interval = conf->daemon.health_interval;
+	sp.sign_timeout_ms = conf->daemon.sign_timeout_ms;
 	if (!check && (r = dkd_listen_unix(conf->daemon.socket, conf->daemon.socket_mode,
 	                   conf->daemon.socket_group, &fd)) != 0) {
 		code = fail(r, "cannot listen");
