@@ -149,69 +149,6 @@ alg_word(const char *alg)
 	return strcmp(alg, "rsa-sha256") == 0 ? "rsa" : "ed25519";
 }
 
-/* One key as a JSON object; check results when why != NULL. */
-static void
-key_json(struct dk_json *j, const char *key, const struct cli_key *ck, int checked, int usable,
-    int weak, const char *why)
-{
-	const struct hsm_key *k = &ck->k;
-	struct dk_buf uri;
-	char t[32];
-
-	dk_buf_init(&uri, 1024);
-	dk_json_obj_open(j, key);
-	dk_json_str(j, "domain", k->meta.domain);
-	dk_json_str(j, "alg", k->meta.alg);
-	dk_json_str(j, "selector", k->meta.selector);
-	dk_json_str(j, "slot", k->meta.slot);
-	dk_json_str(j, "state", k->meta.state);
-	dk_json_str(j, "token", ck->tok->conf->name);
-	dk_json_str(j, "token_label", hsm_token_label(ck->tok->t));
-	dk_time_rfc3339((time_t)k->meta.created, t, sizeof(t));
-	dk_json_str(j, "created", t);
-	dk_time_rfc3339((time_t)k->meta.changed, t, sizeof(t));
-	dk_json_str(j, "changed", t);
-	if (k->type == HSM_KEY_RSA)
-		dk_json_uint(j, "bits", k->bits);
-	dk_json_str(j, "key_id", k->id_hex);
-	if (hsm_key_uri(ck->tok->t, k, &uri) == 0)
-		dk_json_str(j, "uri", dk_buf_str(&uri));
-	if (checked) {
-		dk_json_bool(j, "usable", usable);
-		dk_json_bool(j, "weak", weak);
-		if (!usable)
-			dk_json_str(j, "problem", why);
-	}
-	dk_json_obj_close(j);
-	dk_buf_free(&uri);
-}
-
-/* The DNS record of a key as a JSON object. */
-static int
-dns_json(struct dk_json *j, const char *key, const struct cli_key *ck)
-{
-	struct dk_buf name, value;
-	int r;
-
-	dk_buf_init(&name, 512);
-	dk_buf_init(&value, 4096);
-	if ((r = cli_dns_name(&ck->k.meta, &name)) == 0 &&
-	    (r = cli_dns_value(ck->tok, &ck->k, &value)) == 0) {
-		dk_json_obj_open(j, key);
-		dk_json_str(j, "name", dk_buf_str(&name));
-		dk_json_str(j, "type", "TXT");
-		dk_json_str(j, "value", dk_buf_str(&value));
-		dk_json_str(j, "state", ck->k.meta.state);
-		dk_json_str(j, "domain", ck->k.meta.domain);
-		dk_json_str(j, "selector", ck->k.meta.selector);
-		dk_json_str(j, "alg", ck->k.meta.alg);
-		dk_json_obj_close(j);
-	}
-	dk_buf_free(&name);
-	dk_buf_free(&value);
-	return r;
-}
-
 /* ---- option parsing ---- */
 
 struct key_args {
@@ -514,8 +451,8 @@ new_report(const struct cli_key *ck, int json, const char *pem_path)
 	if (json) {
 		dk_json_init(&j, &out);
 		dk_json_obj_open(&j, NULL);
-		key_json(&j, "key", ck, 0, 0, 0, NULL);
-		if ((r = dns_json(&j, "dns", ck)) != 0)
+		cli_key_json(&j, "key", ck, 0, 0, 0, NULL);
+		if ((r = cli_dns_json(&j, "dns", ck)) != 0)
 			goto out;
 		if (pem_path != NULL)
 			dk_json_str(&j, "destroy_pem", pem_path);
@@ -744,7 +681,7 @@ list_write(const struct cli_keys *ks, int json, struct dk_buf *out)
 		if (!usable && !json)
 			cli_warn("%s", why);
 		if (json)
-			key_json(&j, NULL, &ks->v[i], 1, usable, weak, why);
+			cli_key_json(&j, NULL, &ks->v[i], 1, usable, weak, why);
 		else if ((r = list_row(out, &ks->v[i], wd, ws,
 		              !usable ? "REFUSED"
 		              : weak  ? "weak"
@@ -771,7 +708,7 @@ dns_write(const struct cli_keys *ks, int json, struct dk_buf *out)
 		dk_json_arr_open(&j, NULL);
 	for (i = 0; i < ks->n; i++) {
 		if (json)
-			r = dns_json(&j, NULL, &ks->v[i]);
+			r = cli_dns_json(&j, NULL, &ks->v[i]);
 		else if ((r = cli_dns_line(ks->v[i].tok, &ks->v[i].k, out)) == 0)
 			r = dk_buf_putc(out, '\n');
 		if (r != 0)

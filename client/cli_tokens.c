@@ -12,6 +12,8 @@
 #include "client/cli_tokens.h"
 #include "common/dk_b64.h"
 #include "common/dk_err.h"
+#include "common/dk_json.h"
+#include "common/dk_time.h"
 
 #define DETAIL_MAX   1024
 #define DNS_TXT_MAX  4096 /* bytes of one TXT value; an RSA-4096 p= is about 740 */
@@ -457,4 +459,68 @@ cli_domain_norm(const char *in, char *out, size_t outlen)
 	}
 	out[n] = '\0';
 	return 0;
+}
+
+/* ---- JSON ---- */
+
+void
+cli_key_json(struct dk_json *j, const char *key, const struct cli_key *ck, int checked, int usable,
+    int weak, const char *why)
+{
+	const struct hsm_key *k = &ck->k;
+	struct dk_buf uri;
+	char t[32];
+
+	dk_buf_init(&uri, 1024);
+	dk_json_obj_open(j, key);
+	dk_json_str(j, "domain", k->meta.domain);
+	dk_json_str(j, "alg", k->meta.alg);
+	dk_json_str(j, "selector", k->meta.selector);
+	dk_json_str(j, "slot", k->meta.slot);
+	dk_json_str(j, "state", k->meta.state);
+	dk_json_str(j, "token", ck->tok->conf->name);
+	dk_json_str(j, "token_label", hsm_token_label(ck->tok->t));
+	dk_time_rfc3339((time_t)k->meta.created, t, sizeof(t));
+	dk_json_str(j, "created", t);
+	dk_time_rfc3339((time_t)k->meta.changed, t, sizeof(t));
+	dk_json_str(j, "changed", t);
+	if (k->type == HSM_KEY_RSA)
+		dk_json_uint(j, "bits", k->bits);
+	dk_json_str(j, "key_id", k->id_hex);
+	if (hsm_key_uri(ck->tok->t, k, &uri) == 0)
+		dk_json_str(j, "uri", dk_buf_str(&uri));
+	if (checked) {
+		dk_json_bool(j, "usable", usable);
+		dk_json_bool(j, "weak", weak);
+		if (!usable)
+			dk_json_str(j, "problem", why);
+	}
+	dk_json_obj_close(j);
+	dk_buf_free(&uri);
+}
+
+/* The DNS record of a key as a JSON object. */
+int
+cli_dns_json(struct dk_json *j, const char *key, const struct cli_key *ck)
+{
+	struct dk_buf name, value;
+	int r;
+
+	dk_buf_init(&name, 512);
+	dk_buf_init(&value, 4096);
+	if ((r = cli_dns_name(&ck->k.meta, &name)) == 0 &&
+	    (r = cli_dns_value(ck->tok, &ck->k, &value)) == 0) {
+		dk_json_obj_open(j, key);
+		dk_json_str(j, "name", dk_buf_str(&name));
+		dk_json_str(j, "type", "TXT");
+		dk_json_str(j, "value", dk_buf_str(&value));
+		dk_json_str(j, "state", ck->k.meta.state);
+		dk_json_str(j, "domain", ck->k.meta.domain);
+		dk_json_str(j, "selector", ck->k.meta.selector);
+		dk_json_str(j, "alg", ck->k.meta.alg);
+		dk_json_obj_close(j);
+	}
+	dk_buf_free(&name);
+	dk_buf_free(&value);
+	return r;
 }

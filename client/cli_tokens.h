@@ -98,6 +98,17 @@ int cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, cons
 /* Lower-case and check a domain name given on the command line. */
 int cli_domain_norm(const char *in, char *out, size_t outlen);
 
+struct dk_json;
+/*
+ * A key as a JSON object: domain, alg, selector, slot, state, token,
+ * token_label, created, changed, bits (RSA), key_id, uri; with checked,
+ * also usable, weak and (when not usable) problem = why.
+ */
+void cli_key_json(struct dk_json *j, const char *key, const struct cli_key *ck, int checked,
+    int usable, int weak, const char *why);
+/* The DNS record of a key as a JSON object: name, type, value, state, domain, selector, alg. */
+int cli_dns_json(struct dk_json *j, const char *key, const struct cli_key *ck);
+
 /* Set the detail to "<prefix>: <the current detail>" and return r. */
 int cli_err_prefix(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
