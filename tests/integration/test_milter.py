@@ -507,5 +507,397 @@ class MilterWithPostfix(EnvTestCase):
         self.assertFalse(any(b"milter-nomilter" in m for m in self.sink.messages))
 
 
+# -- the milter protocol, spoken directly (as Postfix and Sendmail speak it) ------
+
+SMFIF_ADDHDRS = 0x01
+SMFIP_NOHELO, SMFIP_NORCPT, SMFIP_NODATA = 0x02, 0x08, 0x200
+SMFIP_HDR_LEADSPC = 0x100000
+MTA_PROTOCOL = 0x1FFFFF  # every step may be skipped, every "no reply", SKIP, LEADSPC
+
+
+class MilterClient:
+    """The MTA side of the milter protocol (version 6), one SMTP connection."""
+
+    def __init__(self, path, leadspc=True, timeout=60):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+        offered = MTA_PROTOCOL if leadspc else MTA_PROTOCOL & ~SMFIP_HDR_LEADSPC
+        self.send(b"O", struct.pack(">III", 6, 0x1FF, offered))
+        code, data = self.recv()
+        assert code == b"O", (code, data)
+        _, self.actions, self.protocol = struct.unpack(">III", data[:12])
+        self.leadspc = bool(self.protocol & SMFIP_HDR_LEADSPC)
+
+    def send(self, code, data=b""):
+        self.s.sendall(struct.pack(">I", len(data) + 1) + code + data)
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    pkt, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    return pkt[:1], pkt[1:]
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("the milter closed the connection")
+            self.buf += chunk
+
+    def step(self, code, data=b""):
+        """Send one command; return (final reply code, [inserted (index, name, value)])."""
+        self.send(code, data)
+        inserted = []
+        while True:
+            c, d = self.recv()
+            if c == b"i":
+                idx = struct.unpack(">I", d[:4])[0]
+                name, value = d[4:].split(b"\0")[:2]
+                inserted.append((idx, name, value))
+            elif c == b"p":  # progress
+                continue
+            else:
+                return c, inserted
+
+    def macros(self, cmd, **kv):
+        self.send(b"D", cmd + b"".join(k.encode() + b"\0" + v.encode() + b"\0"
+                                       for k, v in kv.items()))
+
+    def connect(self, host="client.example", family=b"4", addr="127.0.0.1"):
+        if family == b"U":
+            return self.step(b"C", host.encode() + b"\0U")[0]
+        return self.step(b"C", host.encode() + b"\0" + family + struct.pack(">H", 4242)
+                         + addr.encode() + b"\0")[0]
+
+    def mail(self, sender="<joe@example.com>", **macros):
+        self.macros(b"M", **macros)
+        r = self.step(b"M", sender.encode() + b"\0")[0]
+        if r == b"c" and not self.protocol & SMFIP_NORCPT:
+            r = self.step(b"R", b"<anne@example.net>\0")[0]
+        if r == b"c" and not self.protocol & SMFIP_NODATA:
+            r = self.step(b"T")[0]
+        return r
+
+    def message(self, fields, body, qid="QID1"):
+        """Send header fields [(name, value as in the message after "name:")] and the
+        body; return (the code that ended it, the fields inserted at EOM)."""
+        for name, value in fields:
+            if not self.leadspc:
+                value = value[1:] if value[:1] == b" " else value
+            r = self.step(b"L", name + b"\0" + value + b"\0")[0]
+            if r != b"c":
+                return r, []
+        r = self.step(b"N")[0]
+        if r != b"c":
+            return r, []
+        for i in range(0, len(body), 65535):
+            r = self.step(b"B", body[i:i + 65535])[0]
+            if r != b"c":
+                return r, []
+        self.macros(b"E", i=qid)
+        return self.step(b"E")
+
+    def close(self):
+        try:
+            self.send(b"Q")
+        except OSError:
+            pass
+        self.s.close()
+
+
+def parse_message(msg):
+    """[(name, value after the colon)] and the body of a CRLF message."""
+    hdr, body = msg.split(b"\r\n\r\n", 1)
+    fields = []
+    for line in hdr.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            name, value = fields[-1]
+            fields[-1] = (name, value + b"\n" + line)  # Postfix hands folds over as LF
+        else:
+            name, value = line.split(b":", 1)
+            fields.append((name, value))
+    return fields, body
+
+
+def signed_message(msg, inserted, leadspc):
+    """The message as the MTA sends it on after inserting the milter's fields."""
+    lines = []
+    for idx, name, value in inserted:
+        assert idx == 0, f"inserted at {idx}, not at the top"
+        assert b"\r" not in value, "CR in an inserted field: the MTA would send CR CR LF"
+        # each insert at index 0 goes on top of the ones before it
+        lines.insert(0, name + b":" + (b"" if leadspc else b" ")
+                     + value.replace(b"\n", b"\r\n") + b"\r\n")
+    return b"".join(lines) + msg
+
+
+PLAIN = crlf("From: Joe <joe@example.com>\nTo: anne@example.net\nSubject: direct\n"
+             "Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <direct@example.com>\n\n"
+             "Hello.\n")
+
+
+class MilterProtocol(EnvTestCase):
+    """dkimkeep-milter driven through the milter protocol itself."""
+
+    def start(self, milter_conf="", start_daemon=True):
+        os.chmod(self.e.dir, 0o711)
+        self.w = World(self.e, algs=("rsa-sha256", "ed25519-sha256"), backup=False,
+                       extra=f"[milter]\n{milter_conf}\n")
+        if start_daemon:
+            self.w.start()
+        self.msock = self.e.path("milter.sock")
+        self.milter = self.e.spawn([prog("dkimkeep-milter"), "-c", self.e.conf, "-f", "-d",
+                                    "-p", f"unix:{self.msock}"])
+        end = time.time() + 30
+        while not os.path.exists(self.msock):
+            if self.milter.poll() is not None or time.time() > end:
+                raise AssertionError("dkimkeep-milter did not start: "
+                                     + self.milter_log())
+            time.sleep(0.05)
+
+    def milter_log(self):
+        if self.milter.poll() is None:
+            self.milter.send_signal(signal.SIGTERM)
+            self.milter.wait(timeout=30)
+        return self.milter.stderr.read().decode(errors="replace")
+
+    def client(self, **kw):
+        c = MilterClient(self.msock, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def sign(self, msg=PLAIN, leadspc=True, host="client.example", family=b"4",
+             addr="127.0.0.1", **macros):
+        """Run msg through a fresh milter connection: (code, signed message or None)."""
+        c = self.client(leadspc=leadspc)
+        r = c.connect(host, family, addr)
+        if r != b"c":
+            return r, None
+        r = c.mail(**macros)
+        if r != b"c":
+            return r, None
+        fields, body = parse_message(msg)
+        r, inserted = c.message(fields, body)
+        if r != b"c" or not inserted:
+            return r, None
+        return r, signed_message(msg, inserted, c.leadspc)
+
+    def assert_signed(self, msg=PLAIN, **kw):
+        r, out = self.sign(msg, **kw)
+        self.assertEqual(r, b"c")
+        self.assertIsNotNone(out, "no DKIM-Signature inserted")
+        self.assertEqual(header_section(out).count(b"DKIM-Signature:"), 2)
+        self.w.verify(out, min_sigs=2)
+        return out
+
+    def test_header_values_with_and_without_leading_space(self):
+        """MTAs that give header values with their leading space (SMFIP_HDR_LEADSPC)
+        and those that strip it both get signatures that verify, folds included."""
+        self.start()
+        folded = crlf("From: \"Joe\n\t Sixpack\" <joe@example.com>\nTo: a@example.net,\n"
+                      "  b@example.net\nSubject:no space\nSubject2:   three spaces\n"
+                      "X-Tab:\tvalue\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n\nbody\n")
+        for leadspc in (True, False):
+            with self.subTest(leadspc=leadspc):
+                self.assert_signed(PLAIN, leadspc=leadspc)
+                if leadspc:  # without it, "Subject:no space" cannot be told apart
+                    self.assert_signed(folded, leadspc=leadspc)
+
+    def test_local_policy(self):
+        """sign = local: a client outside internal_hosts is let through unsigned at
+        connect; mail from inside, or not from the network at all, is signed."""
+        self.start("sign = local\ninternal_hosts = 10.0.0.0/8, 2001:db8::/32\n")
+        self.assertEqual(self.sign(addr="192.0.2.7")[0], b"a")
+        self.assertEqual(self.sign(addr="127.0.0.1")[0], b"a")
+        self.assert_signed(addr="10.1.2.3")
+        self.assert_signed(family=b"6", addr="2001:db8::25")
+        self.assert_signed(family=b"6", addr="::ffff:10.9.9.9")
+        self.assert_signed(family=b"U")
+        self.assertEqual(self.sign(family=b"6", addr="2001:db9::1")[0], b"a")
+
+    def test_authenticated_policy(self):
+        """sign = authenticated: SMTP AUTH'd senders ({auth_authen}) and local hosts."""
+        self.start("sign = authenticated\ninternal_hosts = 10.0.0.0/8\n")
+        self.assertEqual(self.sign(addr="192.0.2.7")[0], b"a")
+        self.assertEqual(self.sign(addr="192.0.2.7", **{"{auth_authen}": ""})[0], b"a")
+        self.assert_signed(addr="192.0.2.7", **{"{auth_authen}": "joe", "{auth_type}": "PLAIN"})
+        self.assert_signed(addr="10.0.0.1")
+        # per message, not per connection: the next MAIL FROM is judged again
+        c = self.client()
+        self.assertEqual(c.connect(addr="192.0.2.8"), b"c")
+        self.assertEqual(c.mail(), b"a")
+        self.assertEqual(c.mail(**{"{auth_authen}": "joe"}), b"c")
+        r, ins = c.message(*parse_message(PLAIN))
+        self.assertEqual((r, len(ins)), (b"c", 2))
+        self.w.verify(signed_message(PLAIN, ins, c.leadspc), min_sigs=2)
+
+    def test_all_policy(self):
+        self.start("sign = all\ninternal_hosts = 10.0.0.0/8\n")
+        self.assert_signed(addr="198.51.100.1")
+
+    def test_odd_input(self):
+        """Mail that cannot be signed passes unsigned; garbage never kills the milter."""
+        self.start()
+        cases = {
+            "no From": crlf("To: a@example.net\nSubject: x\n\nbody\n"),
+            "two From": crlf("From: a@example.com\nFrom: b@example.com\n\nbody\n"),
+            "unknown domain": crlf("From: a@elsewhere.org\nSubject: x\n\nbody\n"),
+            "bad From": crlf("From: not an address\nSubject: x\n\nbody\n"),
+            "header over 1 MiB": crlf("From: joe@example.com\n" + "".join(
+                f"X-Filler-{i:06d}: {'f' * 100}\n" for i in range(11000)) + "\nbody\n"),
+        }
+        for name, msg in cases.items():
+            with self.subTest(case=name):
+                r, out = self.sign(msg)
+                self.assertIn(r, (b"a", b"c"), name)
+                self.assertIsNone(out, f"{name}: signed")
+        # header names the MTA should never send
+        for fname in (b"", b"Bad Name", b"X-\xff", b"N" * 200):
+            with self.subTest(name=fname[:20]):
+                c = self.client()
+                self.assertEqual(c.connect(), b"c")
+                self.assertEqual(c.mail(), b"c")
+                self.assertEqual(c.step(b"L", b"From\0 joe@example.com\0")[0], b"c")
+                try:
+                    r = c.step(b"L", fname + b"\0 v\0")[0]
+                except EOFError:
+                    r = b"closed"  # libmilter itself drops a field without a name
+                self.assertIn(r, (b"a", b"closed") if not fname else (b"a",))
+        # protocol garbage: random bytes, a truncated packet, a huge length, a reset
+        for junk in (os.urandom(300), struct.pack(">I", 100) + b"Lpartial",
+                     struct.pack(">I", 0x7FFFFFFF) + b"L", b"\x00\x00\x00\x01X"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.msock)
+            s.sendall(junk)
+            s.close()
+        c = self.client()  # the same, midway through a message
+        c.connect()
+        c.mail()
+        c.step(b"L", b"From\0 joe@example.com\0")
+        c.s.close()
+        # empty body, no body chunks at all, a body with lone CR and NUL bytes
+        self.assert_signed(crlf("From: joe@example.com\nSubject: empty\n\n"))
+        self.assert_signed(crlf("From: joe@example.com\nSubject: nul\n\n") +
+                           b"a\x00b\rc\r\n\xff\xfe\r\n")
+        self.assertIsNone(self.milter.poll(), "the milter died")
+        self.assert_signed()
+        log = self.milter_log()
+        for what in ("no From field", "more than one From", "UNKNOWN_DOMAIN",
+                     "over 1 MiB", "name is empty, too long or not printable"):
+            self.assertIn(what, log)
+
+    def test_daemon_down_default_tempfail(self):
+        self.start(start_daemon=False)
+        c = self.client()
+        c.connect()
+        c.mail()
+        self.send_and_expect_tempfail(c)
+        self.w.start()
+        self.assert_signed()
+
+    def send_and_expect_tempfail(self, c):
+        fields, body = parse_message(PLAIN)
+        for name, value in fields:
+            self.assertEqual(c.step(b"L", name + b"\0" + value + b"\0")[0], b"c")
+        self.assertEqual(c.step(b"N")[0], b"c")
+        self.assertEqual(c.step(b"B", body)[0], b"c")
+        self.send_eom = c.step(b"E")
+        code, inserted = self.send_eom
+        self.assertEqual(inserted, [])
+        # a reply code with our text, or a bare tempfail
+        self.assertIn(code, (b"y", b"t"))
+
+    def test_daemon_down_on_error_accept(self):
+        """on_error = accept: the message goes on unsigned, and the log says so."""
+        self.start("on_error = accept\n", start_daemon=False)
+        r, out = self.sign()
+        self.assertEqual((r, out), (b"a", None))
+        self.w.start()
+        self.assert_signed()
+        self.assertIn("passing the message on unsigned (on_error = accept)", self.milter_log())
+
+    def test_many_connections_at_once(self):
+        """Concurrent SMTP sessions each get their signatures (pool of daemon connections)."""
+        self.start()
+        results, errors = [], []
+
+        def one(i):
+            try:
+                msg = PLAIN.replace(b"Subject: direct", b"Subject: parallel %d" % i)
+                c = MilterClient(self.msock)
+                c.connect()
+                c.mail()
+                r, ins = c.message(*parse_message(msg))
+                c.close()
+                results.append((r, signed_message(msg, ins, c.leadspc)))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 40)
+        for r, out in results[:5]:
+            self.assertEqual(r, b"c")
+            self.w.verify(out, min_sigs=2)
+        self.assertTrue(all(r == b"c" and out.count(b"DKIM-Signature:") == 2
+                            for r, out in results))
+
+
+class MilterCommandLine(EnvTestCase):
+    def milter(self, *args, check=None):
+        return self.e.run([prog("dkimkeep-milter")] + list(args), check=check, timeout=60)
+
+    def test_help_version_usage(self):
+        out = self.milter("--help", check=EX_OK).stdout.decode()
+        for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "-p SOCKET",
+                        "on_error", "internal_hosts"):
+            self.assertIn(section, out)
+        self.assertEqual(self.milter("-h", check=EX_OK).stdout.decode(), out)
+        self.assertRegex(self.milter("--version", check=EX_OK).stdout.decode(),
+                         r"^dkimkeep-milter \d+\.\d+")
+        for bad in (["--bogus"], ["-p"], ["extra"]):
+            cp = self.milter(*bad, check=EX_USAGE)
+            self.assertIn(b"--help", cp.stderr)
+
+    def test_bad_config(self):
+        conf = self.e.write_config("[milter]\nsign = sometimes\n")
+        cp = self.milter("-c", conf, "-f", check=EX_CONFIG)
+        self.assertRegex(cp.stderr.decode(), r"dkimkeep\.conf:2")
+        cp = self.milter("-c", self.e.path("missing.conf"), "-f", check=EX_CONFIG)
+        self.assertIn(b"missing.conf", cp.stderr)
+        conf = self.e.write_config("[milter]\nsocket = tcp:25\n")
+        self.milter("-c", conf, "-f", check=EX_CONFIG)
+        conf = self.e.write_config("[milter]\n")
+        self.milter("-c", conf, "-f", "-p", "bogus:thing", check=EX_USAGE)
+
+    def test_socket_in_use_or_not_a_socket(self):
+        conf = self.e.write_config("[milter]\n")
+        sock = self.e.path("m.sock")
+        first = self.e.spawn([prog("dkimkeep-milter"), "-c", conf, "-f", "-p", sock])
+        end = time.time() + 30
+        while not os.path.exists(sock) and time.time() < end:
+            time.sleep(0.05)
+        self.assertEqual(stat_mode(sock) & 0o777, 0o770)
+        cp = self.milter("-c", conf, "-f", "-p", sock, check=69)
+        self.assertIn(b"in use", cp.stderr)
+        first.send_signal(signal.SIGTERM)
+        self.assertEqual(first.wait(timeout=30), 0)
+        # a stale socket (milter killed) is replaced; a regular file is not touched
+        plain = self.e.write("not-a-socket", "keep me")
+        cp = self.milter("-c", conf, "-f", "-p", "unix:" + plain, check=69)
+        self.assertIn(b"not a socket", cp.stderr)
+        with open(plain) as f:
+            self.assertEqual(f.read(), "keep me")
+
+
+def stat_mode(path):
+    return os.stat(path).st_mode
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
