@@ -24,7 +24,7 @@ from harness import (EnvTestCase, prog, SOFTHSM, EX_OK, EX_USAGE, EX_DATAERR, EX
                      EX_NOPERM, EX_CONFIG)
 
 PYTHON = sys.executable or "/usr/bin/python3"
-SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
+SPY = (glob.glob("/usr/lib/*/pkcs11/pkcs11-spy.so") or ["/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"])[0]
 EX_IOERR = 74
 LABEL = "dkim-primary"
 PIN = "1234"
