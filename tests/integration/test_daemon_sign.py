@@ -385,5 +385,36 @@ class Shutdown(EnvTestCase):
         self.assertRegex(cp.stderr.decode(), r"dkimkeep\.conf:\d+")
 
 
+class Reload(EnvTestCase):
+    def test_sighup_reloads_clients_and_keeps_running_on_bad_config(self):
+        w = World(self.e, domains=("example.com", "example.org"), client=False,
+                  extra=f"[client narrow]\nuid = {os.getuid()}\ndomains = example.org\n")
+        w.start()
+        msg = open(CORPUS[0], "rb").read()  # From: example.com
+        w.sign(msg, "--socket", self.e.socket, check=EX_NOPERM)
+        good = open(self.e.conf).read().replace("domains = example.org\n",
+                                                "domains = example.org, example.com\n")
+        # A bad config on SIGHUP is refused and the running one stays.
+        self.e.write_config(good + "[nonsense]\nkey = value\n")
+        w.daemon.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        self.assertTrue(w.alive())
+        w.sign(msg, "--socket", self.e.socket, check=EX_NOPERM)
+        self.e.write_config(good)
+        w.daemon.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while True:
+            cp = w.sign(msg, "--socket", self.e.socket, check=None)
+            if cp.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        w.verify(cp.stdout, min_sigs=2)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0)
+        self.assertIn("reload refused", err)
+        self.assertIn("[nonsense]", err)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
