@@ -192,4 +192,66 @@ int hsm_sign_digest(struct hsm_session *s, const struct hsm_key *k, const uint8_
 /* PKCS#11 URI of a key's private object, for other tools (pkcs11-tool, engines). */
 int hsm_key_uri(const struct hsm_token *t, const struct hsm_key *k, struct dk_buf *out);
 
+/* ---- audit (hsm_audit.c): the audit log's keys, kept in the token ------- */
+
+/*
+ * The audit log (docs/audit.md) uses three objects of one token, none of
+ * them a DKIM key (no metadata object, so key listings skip them):
+ *  - a generic secret key labelled HSM_AUDIT_HMAC_LABEL (sensitive, never
+ *    extractable, CKM_SHA256_HMAC only) that turns Message-IDs into
+ *    keyed hashes;
+ *  - an Ed25519 key pair labelled HSM_AUDIT_SIGN_LABEL that signs the
+ *    checkpoints;
+ *  - a private data object (CKA_APPLICATION HSM_AUDIT_APPLICATION) holding
+ *    the newest checkpoint, the anchor that shows truncation.
+ */
+#define HSM_AUDIT_HMAC_LABEL	"dkimkeep-audit-hmac"
+#define HSM_AUDIT_SIGN_LABEL	"dkimkeep-audit"
+#define HSM_AUDIT_APPLICATION	"dkimkeep-audit"
+#define HSM_AUDIT_ANCHOR_LABEL	"dkimkeep-audit-anchor"
+#define HSM_AUDIT_MAC_LEN	32 /* HMAC-SHA256 */
+#define HSM_AUDIT_PUB_LEN	32 /* raw Ed25519 public key */
+#define HSM_AUDIT_SIG_LEN	64 /* Ed25519 signature */
+#define HSM_AUDIT_KEYS_MAX	16 /* audit key pairs one token may hold */
+
+struct hsm_audit_keys {
+	unsigned long hmac, priv, pub; /* object handles, cached */
+	uint8_t pubkey[HSM_AUDIT_PUB_LEN];
+};
+
+/*
+ * Find the audit keys of the token; with create, make the ones missing.
+ * When several exist (two processes raced to create them), every caller
+ * picks the one with the lowest CKA_ID.  DK_ERR_NOT_FOUND without create
+ * when one is missing; DK_ERR_KEY_HYGIENE for a key that is extractable or
+ * not sensitive.  Call under the audit log's lock when creating.
+ */
+int hsm_audit_keys(struct hsm_session *s, int create, struct hsm_audit_keys *out);
+
+/* HMAC-SHA256 of data with the audit secret key, in the token (CKM_SHA256_HMAC). */
+int hsm_audit_hmac(struct hsm_session *s, const struct hsm_audit_keys *k, const void *data,
+    size_t len, uint8_t mac[HSM_AUDIT_MAC_LEN]);
+
+/* Ed25519 signature of msg with the audit key (CKM_EDDSA, pure). */
+int hsm_audit_sign(struct hsm_session *s, const struct hsm_audit_keys *k, const void *msg,
+    size_t len, uint8_t sig[HSM_AUDIT_SIG_LEN]);
+
+/*
+ * Every audit public key in the token (a re-initialized token has a new
+ * one; old logs need the old).  *keys is malloc'd, caller frees.
+ */
+int hsm_audit_pubkeys(struct hsm_session *s, uint8_t (**keys)[HSM_AUDIT_PUB_LEN], size_t *n);
+
+/* The newest checkpoint of the audit log as the token remembers it. */
+struct hsm_audit_anchor {
+	uint64_t seq;	   /* of the checkpoint line */
+	uint8_t hash[32];  /* SHA-256 of that line */
+	int64_t time;	   /* UNIX seconds it was written */
+};
+
+/* Read the anchor; DK_ERR_NOT_FOUND when the token has none. */
+int hsm_audit_anchor_get(struct hsm_session *s, struct hsm_audit_anchor *out);
+/* Replace the anchor (the new object is written before the old is removed). */
+int hsm_audit_anchor_set(struct hsm_session *s, const struct hsm_audit_anchor *a);
+
 #endif /* HSM_H */
