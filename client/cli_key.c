@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client/cli.h"
+#include "client/cli_drill.h"
 #include "client/cli_tokens.h"
 #include "common/dk_buf.h"
 #include "common/dk_err.h"
@@ -32,6 +33,7 @@ static const char key_usage[] =
     "                           [--activate]\n"
     "       dkimkeep key list [--domain D] [--json]\n"
     "       dkimkeep key dns [--domain D] [--json]\n"
+    "       dkimkeep key drill --domain D [--offline] [--json]\n"
     "\n"
     "DKIM keys kept in the token.  These commands talk to the tokens directly (no\n"
     "daemon needed); \"dkimkeep key COMMAND --help\" explains one command.\n";
@@ -769,6 +771,8 @@ cli_key_main(int argc, char **argv, const struct cli_ctx *ctx)
 		return key_show(argc - 1, argv + 1, ctx, 0);
 	if (strcmp(argv[1], "dns") == 0)
 		return key_show(argc - 1, argv + 1, ctx, 1);
+	if (strcmp(argv[1], "drill") == 0)
+		return cli_drill_main(argc - 1, argv + 1, ctx);
 	return cli_fail(
 	    DK_ERR_USAGE, "unknown command \"key %s\"; see \"dkimkeep key --help\"", argv[1]);
 }

@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  key import --domain D --selector S --pem FILE [--slot primary|backup] [--activate]\n"
     "  key list [--domain D] [--json]\n"
     "  key dns [--domain D] [--json]           DNS TXT records to publish\n"
+    "  key drill --domain D [--offline] [--json]  prove the standby keys can take over\n"
     "\n"
     "Signing (operator, MTA pipe; talks to dkimkeepd):\n"
     "  sign [--socket PATH] [--domain D] [--selector S] [--alg A] [--identity I]\n"
