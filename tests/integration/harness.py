@@ -32,6 +32,15 @@ def prog(name):
     raise FileNotFoundError(f"{name} not built in {BUILD}")
 
 
+def p11fault_path():
+    """Path of the fault-injecting PKCS#11 module (tests/p11fault); $P11FAULT_LIB overrides."""
+    p = os.environ.get("P11FAULT_LIB") or os.path.join(BUILD, "tests", "p11fault", "p11fault.so")
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"{p} not built: tests/CMakeLists.txt must add tests/p11fault "
+                                "(or build it alone and set P11FAULT_LIB)")
+    return p
+
+
 class Env:
     """A private world for one test: SoftHSM tokens, PIN files, config."""
 
