@@ -377,11 +377,13 @@ class MilterWithPostfix(EnvTestCase):
         self.w.start()
         self.sink = SmtpSink(self.e.path("sink"))
         self.addCleanup(self.sink.close)
-        self.msock_dir = self.e.path("milter")
+        # As docs/postfix.md sets it up: the socket under the queue directory, named
+        # relative to it in main.cf (found the same way chrooted or not).
+        self.pf = PrivatePostfix(self.e, "unix:dkimkeep/milter.sock", self.sink.port)
+        self.msock_dir = os.path.join(self.pf.queue, "dkimkeep")
         os.mkdir(self.msock_dir)
         self.msock = os.path.join(self.msock_dir, "milter.sock")
         self.milter = self.start_milter()
-        self.pf = PrivatePostfix(self.e, f"unix:{self.msock}", self.sink.port)
         self.addCleanup(self.check_system_untouched)
         self.addCleanup(self.pf.stop)
         self.pf.start()
@@ -458,8 +460,15 @@ class MilterWithPostfix(EnvTestCase):
         log = self.milter_log()
         self.assertEqual(log.count("signed for example.com"), 5, log)
 
-    def test_unsignable_mail_passes_unsigned(self):
-        """No From, or a domain the daemon does not sign for: delivered unsigned, logged."""
+    def test_local_submission_and_unsignable_mail(self):
+        """The sendmail command (pickup, non_smtpd_milters) is signed; mail without From,
+        or from a domain the daemon does not sign for, is delivered unsigned and logged."""
+        msg = crlf("From: joe@example.com\nTo: anne@example.net\nSubject: milter-pickup\n"
+                   "Date: Mon, 23 Nov 2026 10:00:00 +0000\n\nsubmitted locally\n")
+        cp = self.e.run(["/usr/sbin/sendmail", "-C", self.pf.conf, "-f", "joe@example.com",
+                         "anne@example.net"], input=msg.replace(b"\r\n", b"\n"), check=None)
+        self.assertEqual(cp.returncode, 0, cp.stderr.decode() + self.pf.maillog())
+        self.w.verify(self.sink.wait_for(b"milter-pickup"), min_sigs=2)
         self.send_file(crlf("To: a@example.net\nSubject: milter-nofrom\n\nbody\n"))
         got = self.sink.wait_for(b"milter-nofrom")
         self.assertNotIn(b"DKIM-Signature", got)
@@ -879,20 +888,43 @@ class MilterCommandLine(EnvTestCase):
         conf = self.e.write_config("[milter]\n")
         sock = self.e.path("m.sock")
         first = self.e.spawn([prog("dkimkeep-milter"), "-c", conf, "-f", "-p", sock])
-        end = time.time() + 30
-        while not os.path.exists(sock) and time.time() < end:
-            time.sleep(0.05)
+        wait_listening(sock)
         self.assertEqual(stat_mode(sock) & 0o777, 0o770)
         cp = self.milter("-c", conf, "-f", "-p", sock, check=69)
         self.assertIn(b"in use", cp.stderr)
         first.send_signal(signal.SIGTERM)
         self.assertEqual(first.wait(timeout=30), 0)
-        # a stale socket (milter killed) is replaced; a regular file is not touched
+        # a stale socket (milter killed) is replaced
+        second = self.e.spawn([prog("dkimkeep-milter"), "-c", conf, "-f", "-p", sock])
+        wait_listening(sock)
+        second.kill()
+        second.wait(timeout=30)
+        self.assertTrue(os.path.exists(sock))
+        third = self.e.spawn([prog("dkimkeep-milter"), "-c", conf, "-f", "-p", sock])
+        wait_listening(sock)
+        self.assertIsNone(third.poll())
+        third.send_signal(signal.SIGTERM)
+        self.assertEqual(third.wait(timeout=30), 0)
+        # a regular file in the way is not touched
         plain = self.e.write("not-a-socket", "keep me")
         cp = self.milter("-c", conf, "-f", "-p", "unix:" + plain, check=69)
         self.assertIn(b"not a socket", cp.stderr)
         with open(plain) as f:
             self.assertEqual(f.read(), "keep me")
+
+
+def wait_listening(path, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    raise AssertionError(f"nothing listens on {path}")
 
 
 def stat_mode(path):
