@@ -567,6 +567,7 @@ class MilterClient:
             elif c == b"p":  # progress
                 continue
             else:
+                self.last_reply = d
                 return c, inserted
 
     def macros(self, cmd, **kv):
@@ -811,11 +812,26 @@ class MilterProtocol(EnvTestCase):
             self.assertEqual(c.step(b"L", name + b"\0" + value + b"\0")[0], b"c")
         self.assertEqual(c.step(b"N")[0], b"c")
         self.assertEqual(c.step(b"B", body)[0], b"c")
-        self.send_eom = c.step(b"E")
-        code, inserted = self.send_eom
+        code, inserted = c.step(b"E")
         self.assertEqual(inserted, [])
-        # a reply code with our text, or a bare tempfail
-        self.assertIn(code, (b"y", b"t"))
+        self.assertEqual(code, b"y")  # a reply code of our own, with a text saying why
+        self.assertTrue(c.last_reply.startswith(b"451 4.7.1 DKIM signing is temporarily "
+                                                b"unavailable"), c.last_reply)
+
+    def test_daemon_hung_times_out(self):
+        """A daemon that stops answering gets a 451 after the milter's 10 s timeout."""
+        self.start()
+        self.assert_signed()  # leaves a pooled connection to the daemon
+        self.w.daemon.send_signal(signal.SIGSTOP)
+        try:
+            c = self.client()
+            c.connect()
+            c.mail()
+            self.send_and_expect_tempfail(c)  # the client's 60 s socket timeout guards a hang
+        finally:
+            self.w.daemon.send_signal(signal.SIGCONT)
+        self.assert_signed()
+        self.assertRegex(self.milter_log(), r"answering 451 .*did not answer within 10000 ms")
 
     def test_daemon_down_on_error_accept(self):
         """on_error = accept: the message goes on unsigned, and the log says so."""
