@@ -573,6 +573,15 @@ system_exchange(const char *qname, uint8_t *ans, size_t *anslen, struct cli_txt 
 }
 
 int
+cli_dns_txt_answer(
+    const uint8_t *msg, size_t len, const char *qname, int *truncated, struct cli_txt *out)
+{
+	cli_txt_free(out);
+	*truncated = 0;
+	return answer_parse(msg, len, 0, 0, qname, "(given)", truncated, out);
+}
+
+int
 cli_dns_txt(const char *server, const char *name, struct cli_txt *out)
 {
 	uint8_t q[DNS_HEADER + DNS_NAME_MAX + 32], *ans = NULL;

@@ -8,6 +8,7 @@
 #define CLI_DNSTXT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/dk_buf.h"
 
@@ -40,5 +41,13 @@ void cli_txt_free(struct cli_txt *t);
  * CLI_TXT_VALUE_MAX), DK_ERR_INVALID (a bad name or server).
  */
 int cli_dns_txt(const char *server, const char *name, struct cli_txt *out);
+
+/*
+ * What cli_dns_txt does with the bytes a server sent: read an answer to the
+ * TXT question for qname (lower case, no final dot) into out, its id not
+ * checked; *truncated is set for a TC answer.  For the fuzz target.
+ */
+int cli_dns_txt_answer(
+    const uint8_t *msg, size_t len, const char *qname, int *truncated, struct cli_txt *out);
 
 #endif /* CLI_DNSTXT_H */
