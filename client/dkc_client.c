@@ -236,8 +236,15 @@ result_fill(const Dkimkeep__V1__Response *resp, struct dkc_result *res)
 	res->status = (int)resp->status;
 	if ((res->error = dup_or_empty(resp->error)) == NULL)
 		return DK_ERR_NOMEM;
-	if (resp->kind_case != DKIMKEEP__V1__RESPONSE__KIND_SIGN || resp->sign == NULL)
-		return (res->domain = dup_or_empty(NULL)) == NULL ? DK_ERR_NOMEM : 0;
+	if (resp->kind_case != DKIMKEEP__V1__RESPONSE__KIND_SIGN || resp->sign == NULL) {
+		if ((res->domain = dup_or_empty(NULL)) == NULL)
+			return DK_ERR_NOMEM;
+		/* OK without a SignResponse is no signature (found by fuzz_response). */
+		if (res->status == DKC_OK)
+			return dk_err_set(
+			    DK_ERR_PROTO, "dkimkeepd answered OK without a signature");
+		return 0;
+	}
 	if ((res->domain = dup_or_empty(resp->sign->domain)) == NULL)
 		return DK_ERR_NOMEM;
 	for (i = 0; i < resp->sign->n_signatures && i < 2; i++) {
