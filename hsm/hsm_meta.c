@@ -19,6 +19,7 @@
 
 #define META_VERSION  "1"
 #define META_NAME_MAX 32
+#define META_TIME_MAX 253402300799LL /* 9999-12-31T23:59:59Z, the last RFC 3339 time */
 
 static const char *const meta_algs[] = {"rsa-sha256", "ed25519-sha256", NULL};
 static const char *const meta_slots[] = {"primary", "backup", NULL};
@@ -122,7 +123,8 @@ meta_time(int64_t *dst, const char *v, size_t vlen)
 		return DK_ERR_PARSE;
 	memcpy(tmp, v, vlen);
 	tmp[vlen] = '\0';
-	if (dk_time_parse(tmp, &t) != 0)
+	/* Only times hsm_meta_format() can write back: a record must survive its next rewrite. */
+	if (dk_time_parse(tmp, &t) != 0 || t < 0 || t > META_TIME_MAX)
 		return DK_ERR_PARSE;
 	*dst = (int64_t)t;
 	return 0;
