@@ -635,13 +635,18 @@ report_text(const struct bench_report *rp)
 	}
 	printf("\n");
 	printf("daemon  %u workers, %u connections", rp->workers, l->daemon_connections);
-	if (daemon_known(l))
+	if (daemon_known(l) && l->ok > 0)
 		printf(", %u threads, %.0f us CPU/msg, %.2f context switches/msg, "
 		       "rss %.1f MiB (peak %.1f MiB)",
 		    l->d1.threads, per_msg(l->d1.cpu_us - l->d0.cpu_us, l->ok),
 		    per_msg(l->d1.ctxsw - l->d0.ctxsw, l->ok), (double)l->d1.rss_kib / 1024.0,
 		    (double)l->d1.hwm_kib / 1024.0);
-	printf("; bench client %.0f us CPU/msg\n", per_msg(l->self_cpu_us, l->ok));
+	else if (daemon_known(l))
+		printf(", %u threads, rss %.1f MiB (peak %.1f MiB)", l->d1.threads,
+		    (double)l->d1.rss_kib / 1024.0, (double)l->d1.hwm_kib / 1024.0);
+	if (l->ok > 0)
+		printf("; bench client %.0f us CPU/msg", per_msg(l->self_cpu_us, l->ok));
+	printf("\n");
 	if (w != NULL)
 		printf("raw     %9.1f sigs/s  p50=%llu p99=%llu max=%llu us  errors=%llu  "
 		       "(%u session%s, %.0f us CPU/sig, key %s, selector %s, token \"%s\")\n",
