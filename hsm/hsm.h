@@ -113,6 +113,10 @@ struct hsm_key_meta {
 	char state[12];	 /* pending | active | retiring | revoked | standby */
 	int64_t created; /* UNIX time */
 	int64_t changed; /* UNIX time of the last state change */
+	/* Rotation bookkeeping (rotate/); optional in the record, 0 or "" when absent. */
+	int64_t pushed; /* UNIX time this state's DNS record was last sent for publishing */
+	int64_t seen;	/* UNIX time DNS was first seen serving that record */
+	char replaces[HSM_SELECTOR_MAX + 1]; /* selector of the key this one rotated out */
 };
 
 struct hsm_key {

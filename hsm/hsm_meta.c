@@ -80,9 +80,32 @@ hsm_meta_valid(const struct hsm_key_meta *meta)
 		    DK_ERR_INVALID, "slot \"%s\" is not primary or backup", meta->slot);
 	if (!in_list(meta->state, meta_states))
 		return dk_err_set(DK_ERR_INVALID, "key state \"%s\" is not known", meta->state);
-	if (meta->created < 0 || meta->changed < 0)
+	if (meta->created < 0 || meta->changed < 0 || meta->pushed < 0 || meta->seen < 0)
 		return dk_err_set(DK_ERR_INVALID, "key times must not be negative");
+	if (meta->replaces[0] != '\0' && !dns_name_valid(meta->replaces, HSM_SELECTOR_MAX))
+		return dk_err_set(DK_ERR_INVALID, "replaced selector \"%s\" is not valid",
+		    meta->replaces);
 	return 0;
+}
+
+/* The optional rotation fields, each only when set, so older records stay as they were. */
+static int
+meta_format_rotation(const struct hsm_key_meta *meta, struct dk_buf *out)
+{
+	char t[32];
+	int r = 0;
+
+	if (meta->pushed > 0) {
+		dk_time_rfc3339((time_t)meta->pushed, t, sizeof(t));
+		r = dk_buf_printf(out, "pushed=%s\n", t);
+	}
+	if (r == 0 && meta->seen > 0) {
+		dk_time_rfc3339((time_t)meta->seen, t, sizeof(t));
+		r = dk_buf_printf(out, "seen=%s\n", t);
+	}
+	if (r == 0 && meta->replaces[0] != '\0')
+		r = dk_buf_printf(out, "replaces=%s\n", meta->replaces);
+	return r;
 }
 
 int
@@ -95,11 +118,12 @@ hsm_meta_format(const struct hsm_key_meta *meta, unsigned long rev, struct dk_bu
 		return r;
 	dk_time_rfc3339((time_t)meta->created, created, sizeof(created));
 	dk_time_rfc3339((time_t)meta->changed, changed, sizeof(changed));
-	return dk_buf_printf(out,
+	r = dk_buf_printf(out,
 	    "v=" META_VERSION "\ndomain=%s\nselector=%s\nalg=%s\nslot=%s\nstate=%s\n"
 	    "created=%s\nchanged=%s\nrev=%lu\n",
 	    meta->domain, meta->selector, meta->alg, meta->slot, meta->state, created, changed,
 	    rev);
+	return r != 0 ? r : meta_format_rotation(meta, out);
 }
 
 /* Copy value into a fixed field, refusing what does not fit. */
@@ -157,6 +181,9 @@ enum {
 	SEEN_CHANGED = 1 << 6,
 	SEEN_REV = 1 << 7,
 	SEEN_REQUIRED = (1 << 7) - 1,
+	SEEN_PUSHED = 1 << 8, /* the optional rotation fields */
+	SEEN_SEEN = 1 << 9,
+	SEEN_REPLACES = 1 << 10,
 };
 
 /* One "name=value" line; *seen collects the names met, each once. */
@@ -169,7 +196,8 @@ meta_field(const char *name, size_t nlen, const char *v, size_t vlen, struct hsm
 		unsigned bit;
 	} names[] = {{"domain", SEEN_DOMAIN}, {"selector", SEEN_SELECTOR}, {"alg", SEEN_ALG},
 	    {"slot", SEEN_SLOT}, {"state", SEEN_STATE}, {"created", SEEN_CREATED},
-	    {"changed", SEEN_CHANGED}, {"rev", SEEN_REV}};
+	    {"changed", SEEN_CHANGED}, {"rev", SEEN_REV}, {"pushed", SEEN_PUSHED},
+	    {"seen", SEEN_SEEN}, {"replaces", SEEN_REPLACES}};
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -196,6 +224,12 @@ meta_field(const char *name, size_t nlen, const char *v, size_t vlen, struct hsm
 		return meta_time(&m->created, v, vlen);
 	case SEEN_CHANGED:
 		return meta_time(&m->changed, v, vlen);
+	case SEEN_PUSHED:
+		return meta_time(&m->pushed, v, vlen);
+	case SEEN_SEEN:
+		return meta_time(&m->seen, v, vlen);
+	case SEEN_REPLACES:
+		return meta_copy(m->replaces, sizeof(m->replaces), v, vlen);
 	default:
 		return meta_ulong(rev, v, vlen);
 	}
