@@ -16,6 +16,7 @@
 
 #include "client/cli.h"
 #include "client/cli_drill.h"
+#include "client/cli_rotate.h"
 #include "client/cli_tokens.h"
 #include "common/dk_buf.h"
 #include "common/dk_err.h"
@@ -34,6 +35,9 @@ static const char key_usage[] =
     "       dkimkeep key list [--domain D] [--json]\n"
     "       dkimkeep key dns [--domain D] [--json]\n"
     "       dkimkeep key drill --domain D [--offline] [--json]\n"
+    "       dkimkeep key rotate --domain D [--alg A] [--slot primary|backup] [--selector S]\n"
+    "       dkimkeep key step [--domain D] [--json]\n"
+    "       dkimkeep key activate|retire|revoke|destroy --domain D --selector S\n"
     "\n"
     "DKIM keys kept in the token.  These commands talk to the tokens directly (no\n"
     "daemon needed); \"dkimkeep key COMMAND --help\" explains one command.\n";
@@ -773,6 +777,8 @@ cli_key_main(int argc, char **argv, const struct cli_ctx *ctx)
 		return key_show(argc - 1, argv + 1, ctx, 1);
 	if (strcmp(argv[1], "drill") == 0)
 		return cli_drill_main(argc - 1, argv + 1, ctx);
+	if (cli_rotate_is(argv[1]))
+		return cli_rotate_main(argc - 1, argv + 1, ctx);
 	return cli_fail(
 	    DK_ERR_USAGE, "unknown command \"key %s\"; see \"dkimkeep key --help\"", argv[1]);
 }

@@ -8,6 +8,7 @@
 #include <sysexits.h>
 
 #include "client/cli.h"
+#include "client/cli_dns.h"
 #include "common/dk_config.h"
 #include "common/dk_err.h"
 #include "common/dk_log.h"
@@ -26,6 +27,10 @@ static const char usage_text[] =
     "  key list [--domain D] [--json]\n"
     "  key dns [--domain D] [--json]           DNS TXT records to publish\n"
     "  key drill --domain D [--offline] [--json]  prove the standby keys can take over\n"
+    "  key rotate --domain D [--alg A] [--slot primary|backup]  start a key rotation\n"
+    "  key step [--domain D] [--json]          advance every rotation as time and DNS allow\n"
+    "  key activate|retire|revoke|destroy --domain D --selector S   move one key by hand\n"
+    "  dns check [--domain D] [--server ADDR[:PORT]] [--json]  compare DNS with the tokens\n"
     "\n"
     "Signing (operator, MTA pipe; talks to dkimkeepd):\n"
     "  sign [--socket PATH] [--domain D] [--selector S] [--alg A] [--identity I]\n"
@@ -62,6 +67,7 @@ struct command {
 static const struct command commands[] = {
     {"token", cli_token_main},
     {"key", cli_key_main},
+    {"dns", cli_dns_main},
     {"sign", cli_sign_main},
     {"status", cli_status_main},
 };

@@ -15,8 +15,16 @@
 
 extern char **environ;
 
-static pthread_mutex_t notify_lock = PTHREAD_MUTEX_INITIALIZER; /* protects notify_cmd */
+#define NOTIFY_RUNNING_MAX 64 /* commands not yet reaped; more are reaped when they end */
+
+/* protects notify_cmd and notify_pids */
+static pthread_mutex_t notify_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *notify_cmd;
+/*
+ * Only our own children are reaped: a waitpid(-1) would also take the
+ * exit status of a publish_command that rotate/ is waiting for.
+ */
+static pid_t notify_pids[NOTIFY_RUNNING_MAX];
 
 int
 dkd_notify_init(const char *command)
@@ -36,6 +44,7 @@ void
 dkd_notify(const char *event, const char *subject, const char *text)
 {
 	char *argv[5];
+	size_t i = 0;
 	pid_t pid;
 	int r;
 
@@ -53,14 +62,27 @@ dkd_notify(const char *event, const char *subject, const char *text)
 	if (r != 0)
 		dk_log_warn("notify_command %s cannot be started: %s; check [dns] notify_command",
 		    notify_cmd, strerror(r));
+	for (i = 0; r == 0 && i < NOTIFY_RUNNING_MAX; i++) {
+		if (notify_pids[i] == 0) {
+			notify_pids[i] = pid;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&notify_lock);
+	if (r == 0 && i == NOTIFY_RUNNING_MAX)
+		(void)waitpid(pid, NULL, 0); /* no room to remember it: wait for this one now */
 }
 
 void
 dkd_notify_reap(void)
 {
+	size_t i;
 	int status;
 
-	while (waitpid(-1, &status, WNOHANG) > 0)
-		;
+	pthread_mutex_lock(&notify_lock);
+	for (i = 0; i < NOTIFY_RUNNING_MAX; i++) {
+		if (notify_pids[i] != 0 && waitpid(notify_pids[i], &status, WNOHANG) != 0)
+			notify_pids[i] = 0;
+	}
+	pthread_mutex_unlock(&notify_lock);
 }

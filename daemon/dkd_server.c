@@ -20,6 +20,7 @@
 #include "daemon/dkd_loop.h"
 #include "daemon/dkd_notify.h"
 #include "daemon/dkd_outbox.h"
+#include "daemon/dkd_rotate.h"
 #include "daemon/dkd_server.h"
 
 #define SHUTDOWN_GRACE_SEC 30 /* answers still unread after this are dropped at exit */
@@ -211,6 +212,24 @@ server_health_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The rotation timer: dkd_rotate starts a step every step_interval on its own thread. */
+static void
+server_reload(void *arg)
+{
+	bg_reload_start(arg);
+}
+
+static void
+server_rotate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dkd_loop *lp = arg;
+
+	(void)fd;
+	(void)what;
+	if (!lp->stopping)
+		dkd_rotate_tick(lp->tokens, server_reload, lp);
+}
+
 static void
 server_hup_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -263,7 +282,7 @@ server_wait_background(struct dkd_loop *lp)
 	int n, busy;
 
 	for (n = 0; n < 500; n++) {
-		busy = atomic_load(&bg_busy);
+		busy = atomic_load(&bg_busy) | dkd_rotate_busy();
 		for (i = 0; i < lp->tokens->n; i++)
 			busy |= atomic_load(&lp->tokens->v[i].checking);
 		if (!busy)
@@ -278,6 +297,8 @@ dkd_server_run(const struct dkd_server_params *p)
 {
 	struct dkd_loop lp;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL, *ev_health = NULL;
+	struct event *ev_rotate = NULL;
+	struct timeval rotate_tv = {1, 0};
 	struct timeval health_tv = {p->health_interval > 0 ? p->health_interval : 5, 0};
 	int r;
 
@@ -307,9 +328,11 @@ dkd_server_run(const struct dkd_server_params *p)
 	ev_int = evsignal_new(lp.base, SIGINT, server_term_cb, &lp);
 	ev_hup = evsignal_new(lp.base, SIGHUP, server_hup_cb, &lp);
 	ev_health = event_new(lp.base, -1, EV_PERSIST, server_health_cb, &lp);
+	ev_rotate = event_new(lp.base, -1, EV_PERSIST, server_rotate_cb, &lp);
 	if (lp.listener == NULL || ev_term == NULL || ev_int == NULL || ev_hup == NULL ||
 	    ev_health == NULL || event_add(ev_term, NULL) != 0 || event_add(ev_int, NULL) != 0 ||
-	    event_add(ev_hup, NULL) != 0 || event_add(ev_health, &health_tv) != 0) {
+	    event_add(ev_hup, NULL) != 0 || event_add(ev_health, &health_tv) != 0 ||
+	    ev_rotate == NULL || event_add(ev_rotate, &rotate_tv) != 0) {
 		r = dk_err_set(DK_ERR_INTERNAL, "cannot set up the event loop");
 		goto out;
 	}
@@ -345,6 +368,8 @@ out:
 		event_free(ev_hup);
 	if (ev_health != NULL)
 		event_free(ev_health);
+	if (ev_rotate != NULL)
+		event_free(ev_rotate);
 	if (lp.done_ev != NULL)
 		event_free(lp.done_ev);
 	if (lp.base != NULL)

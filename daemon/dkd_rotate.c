@@ -1,0 +1,190 @@
+/*
+ * dkd_rotate.c - the daemon's rotation step, on a helper thread.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/dk_err.h"
+#include "common/dk_log.h"
+#include "common/dk_time.h"
+#include "daemon/dkd_keyset.h"
+#include "daemon/dkd_notify.h"
+#include "daemon/dkd_rotate.h"
+#include "rotate/rotate.h"
+
+#define ALERT_REPEAT_S 3600 /* the same alert about the same key is sent again after this */
+#define ALERTS_MAX     64
+#define NOTIFY_TEXT    1200
+
+struct rot_job {
+	struct dkd_tokens *tokens;
+	struct dkd_keyset *ks; /* a reference: its conf stays valid for the step */
+	void (*reload)(void *);
+	void *arg;
+};
+
+static atomic_int rot_busy;
+static time_t rot_next;     /* loop thread only */
+static int rot_steps;       /* step thread only (one at a time) */
+static uint64_t rot_digest; /* step thread only */
+
+/* Alerts already sent, so that a ring stuck for days does not page every minute. */
+static struct {
+	char key[96];
+	time_t at;
+} rot_alerts[ALERTS_MAX]; /* step thread only */
+
+static int
+alert_due(const struct rot_event *ev)
+{
+	char key[96];
+	size_t i, oldest = 0;
+
+	snprintf(key, sizeof(key), "%s %s %s", ev->event, ev->domain, ev->selector);
+	for (i = 0; i < ALERTS_MAX; i++) {
+		if (strcmp(rot_alerts[i].key, key) == 0) {
+			if (ev->time - rot_alerts[i].at < ALERT_REPEAT_S)
+				return 0;
+			rot_alerts[i].at = ev->time;
+			return 1;
+		}
+		if (rot_alerts[i].at < rot_alerts[oldest].at)
+			oldest = i;
+	}
+	snprintf(rot_alerts[oldest].key, sizeof(rot_alerts[oldest].key), "%s", key);
+	rot_alerts[oldest].at = ev->time;
+	return 1;
+}
+
+static void
+report_cb(const struct rot_event *ev, void *arg)
+{
+	char event[64], text[NOTIFY_TEXT], t[32];
+
+	(void)arg;
+	dk_time_rfc3339(ev->time, t, sizeof(t));
+	snprintf(text, sizeof(text), "selector=%s alg=%s slot=%s state=%s time=%s token=%s: %s",
+	    ev->selector[0] ? ev->selector : "-", ev->alg, ev->slot, ev->state[0] ? ev->state : "-",
+	    t, ev->token, ev->text);
+	snprintf(event, sizeof(event), "rotation.%s", ev->event);
+	switch (ev->level) {
+	case ROT_INFO:
+		dk_log_info("%s %s %s", event, ev->domain, text);
+		return;
+	case ROT_NOTICE:
+		dk_log_notice("%s %s %s", event, ev->domain, text);
+		break;
+	case ROT_WARN:
+		dk_log_warn("%s %s %s", event, ev->domain, text);
+		break;
+	default:
+		dk_log_err("%s %s %s", event, ev->domain, text);
+		break;
+	}
+	/*
+	 * TODO(audit): dkd_audit_event(event, ev->level >= ROT_WARN ? "failed" : "ok",
+	 * ev->token, text) once daemon/dkd_audit.{c,h} is in the tree.
+	 */
+	if (ev->level < ROT_WARN || alert_due(ev))
+		dkd_notify(event, ev->domain, text);
+}
+
+/* One session per up token, for this thread; a token down gets none. */
+static void
+step_open(struct dkd_tokens *tokens, struct rot_tok *toks)
+{
+	size_t i;
+
+	for (i = 0; i < tokens->n; i++) {
+		toks[i].name = tokens->v[i].name;
+		toks[i].s = NULL;
+		if (tokens->v[i].token == NULL || !atomic_load(&tokens->v[i].up))
+			continue;
+		if (hsm_session_open(tokens->v[i].token, &toks[i].s) != 0) {
+			dk_log_warn(
+			    "rotation: token \"%s\": %s", tokens->v[i].name, dk_err_detail());
+			toks[i].s = NULL;
+		}
+	}
+}
+
+static void *
+step_main(void *arg)
+{
+	struct rot_job *job = arg;
+	struct rot_tok *toks;
+	struct rot_ctx c;
+	size_t i;
+
+	if ((toks = calloc(job->tokens->n + 1, sizeof(*toks))) == NULL)
+		goto out;
+	step_open(job->tokens, toks);
+	memset(&c, 0, sizeof(c));
+	c.conf = job->ks->conf;
+	c.toks = toks;
+	c.ntoks = job->tokens->n;
+	c.now = time(NULL);
+	c.report = report_cb;
+	if (rot_step(&c, NULL) != 0)
+		dk_log_err("rotation step failed: %s", dk_err_detail());
+	for (i = 0; i < job->tokens->n; i++) {
+		if (toks[i].s != NULL)
+			hsm_session_close(toks[i].s);
+	}
+	/* Keys moved here or elsewhere (another daemon, an operator): read the rings again. */
+	if (c.moves > 0 || c.digest != rot_digest || rot_steps == 0)
+		job->reload(job->arg);
+	rot_digest = c.digest;
+	rot_steps++;
+out:
+	free(toks);
+	dkd_keyset_release(job->ks);
+	free(job);
+	atomic_store(&rot_busy, 0);
+	return NULL;
+}
+
+void
+dkd_rotate_tick(struct dkd_tokens *tokens, void (*reload)(void *), void *arg)
+{
+	struct rot_job *job = NULL;
+	struct dkd_keyset *ks;
+	pthread_attr_t attr;
+	pthread_t th;
+	time_t now = time(NULL);
+
+	if (atomic_load(&rot_busy) || (ks = dkd_keyset_acquire()) == NULL)
+		return;
+	if (rot_next == 0)
+		rot_next =
+		    now + ks->conf->daemon.step_interval; /* the first step: one interval in */
+	if (now < rot_next || (job = calloc(1, sizeof(*job))) == NULL) {
+		dkd_keyset_release(ks);
+		return;
+	}
+	rot_next = now + ks->conf->daemon.step_interval;
+	job->tokens = tokens;
+	job->ks = ks;
+	job->reload = reload;
+	job->arg = arg;
+	atomic_store(&rot_busy, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, step_main, job) != 0) {
+		dk_log_err("cannot start the rotation thread; retried at the next step");
+		dkd_keyset_release(ks);
+		free(job);
+		atomic_store(&rot_busy, 0);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+int
+dkd_rotate_busy(void)
+{
+	return atomic_load(&rot_busy);
+}
