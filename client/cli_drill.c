@@ -18,7 +18,6 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "client/cli_dnstxt.h"
 #include "client/cli_drill.h"
 #include "client/cli_tokens.h"
 #include "common/dk_b64.h"
@@ -27,6 +26,7 @@
 #include "common/dk_err.h"
 #include "common/dk_json.h"
 #include "dkim/dkim.h"
+#include "rotate/dns_query.h"
 
 #define DRILL_FAILED 1 /* exit code: a standby key cannot take over */
 #define MSG_MAX      8192
@@ -213,21 +213,21 @@ drill_record(const struct drill_args *a, const struct dk_conf *c, struct drill_k
 {
 	const char *server = c->dns.resolver;
 	const char *shown = server != NULL ? server : "the system resolver";
-	struct cli_txt txt;
+	struct rot_txt txt;
 	int r;
 
 	if (a->offline)
 		return cli_dns_value(dk->ck->tok, &dk->ck->k, &dk->record);
-	cli_txt_init(&txt);
-	if ((r = cli_dns_txt(server, dk_buf_str(&dk->name), &txt)) != 0) {
+	rot_txt_init(&txt);
+	if ((r = rot_dns_txt(server, dk_buf_str(&dk->name), &txt)) != 0) {
 		set_problem(dk, P_DNS, "%s", dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 		r = 0;
-	} else if (txt.status != CLI_TXT_FOUND) {
+	} else if (txt.status != ROT_DNS_FOUND) {
 		set_problem(dk, P_RECORD_MISSING,
 		    "%s %s (asked %s); publish the record that \"dkimkeep key dns --domain %s\" "
 		    "prints",
 		    dk_buf_str(&dk->name),
-		    txt.status == CLI_TXT_NXDOMAIN ? "does not exist (NXDOMAIN)"
+		    txt.status == ROT_DNS_NXDOMAIN ? "does not exist (NXDOMAIN)"
 		                                   : "has no TXT record",
 		    shown, dk->ck->k.meta.domain);
 	} else if (txt.n > 1) {
@@ -237,7 +237,7 @@ drill_record(const struct drill_args *a, const struct dk_conf *c, struct drill_k
 	} else {
 		r = dk_buf_put(&dk->record, txt.v[0].data, txt.v[0].len);
 	}
-	cli_txt_free(&txt);
+	rot_txt_free(&txt);
 	return r;
 }
 
@@ -719,7 +719,7 @@ cli_drill_main(int argc, char **argv, const struct cli_ctx *ctx)
 	for (i = 0; i < ks.n; i++) {
 		dks[i].ck = &ks.v[i];
 		dk_buf_init(&dks[i].name, 512);
-		dk_buf_init(&dks[i].record, CLI_TXT_VALUE_MAX);
+		dk_buf_init(&dks[i].record, ROT_REC_VALUE_MAX);
 		dk_buf_init(&dks[i].message, MSG_MAX + DKIM_SIG_VALUE_MAX);
 	}
 	if ((r = drill_run(&a, c, ds, dks, ks.n)) != 0)
