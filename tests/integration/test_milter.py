@@ -201,6 +201,7 @@ class PrivatePostfix:
         self.log = os.path.join(self.dir, "maillog")
         self.port = free_port()
         self.running = False
+        self.master_pid = 0
         for d in (self.dir, self.conf, self.queue):
             os.makedirs(d, exist_ok=True)
             os.chmod(d, 0o755)
@@ -267,6 +268,8 @@ class PrivatePostfix:
         self.run(POSTFIX, "-c", self.conf, "check")
         self.run(POSTFIX, "-c", self.conf, "start")
         self.running = True
+        with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+            self.master_pid = int(f.read().split()[0])
         end = time.time() + 30
         while not listening_on(self.port):
             if time.time() > end:
@@ -275,9 +278,17 @@ class PrivatePostfix:
             time.sleep(0.1)
 
     def stop(self):
-        if self.running:
-            self.run(POSTFIX, "-c", self.conf, "stop", check=None)
-            self.running = False
+        if not self.running:
+            return
+        self.running = False
+        cp = self.run(POSTFIX, "-c", self.conf, "stop", check=None)
+        if cp.returncode != 0 and self.master_pid:
+            # "postfix stop" needs the config directory; if it is gone, end the master
+            # we started (by its pid, nothing else).
+            try:
+                os.kill(self.master_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def swaks(env, port, *args, check=0):
