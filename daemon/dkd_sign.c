@@ -137,8 +137,8 @@ sign_prepare(struct dkd_job *job, struct sign_ctx *ctx)
 	want = job->domain[0] ? job->domain : from;
 	if ((*dom = dk_conf_domain(job->ks->conf, want)) == NULL) {
 		job_fail(job, DK_ERR_UNKNOWN_DOMAIN,
-		    "no [domain] section for %s or a parent domain in %s; add one, or sign "
-		    "with --domain",
+		    "no [domain] section for %s or a parent domain in %s; add one if this "
+		    "mail should be signed, or ask for a configured domain",
 		    want, job->ks->conf->path);
 		return DK_ERR_UNKNOWN_DOMAIN;
 	}

@@ -201,13 +201,14 @@ class World:
             if self.daemon.poll() is not None:
                 raise AssertionError(f"dkimkeepd exited {self.daemon.returncode}: "
                                      f"{self.daemon.stderr.read().decode(errors='replace')}")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(self.e.socket)
-                s.close()
                 return
             except OSError:
                 time.sleep(0.05)
+            finally:
+                s.close()
         raise AssertionError("dkimkeepd did not start listening")
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
