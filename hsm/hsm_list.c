@@ -13,7 +13,8 @@
 #include "common/dk_log.h"
 #include "hsm/hsm_int.h"
 
-#define ID_READ_MAX 64 /* CKA_ID bytes read from other applications' keys */
+#define ID_READ_MAX    64 /* CKA_ID bytes read from other applications' keys */
+#define HSM_LIST_TRIES 3  /* listings when objects vanish under us (another process) */
 
 struct entry {
 	struct hsm_key key;
@@ -215,8 +216,9 @@ entry_finish(struct hsm_session *s, struct entry *e)
 	    s->t->label, e->key.id_hex, (unsigned long)kt, e->key.meta.alg);
 }
 
-int
-hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+/* One listing; see hsm_key_list. */
+static int
+key_list_once(struct hsm_session *s, struct hsm_key **keys, size_t *n)
 {
 	struct entry *list = NULL;
 	struct hsm_key *out = NULL;
@@ -251,5 +253,26 @@ hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
 out:
 	free(out);
 	free(list);
+	return r;
+}
+
+int
+hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+{
+	int r, tries;
+
+	/*
+	 * Another process (a second daemon, "dkimkeep key step") may replace a
+	 * metadata record or destroy a key between our C_FindObjects and the
+	 * reads of what it found: CKR_OBJECT_HANDLE_INVALID, which alone looks
+	 * like a failing token.  List again; a token that really fails does so
+	 * every time.
+	 */
+	for (tries = 0; tries < HSM_LIST_TRIES; tries++) {
+		if ((r = key_list_once(s, keys, n)) != DK_ERR_TOKEN_FAILING)
+			break;
+		dk_log_debug("token \"%s\": an object went away while listing keys; listing again",
+		    s->t->label);
+	}
 	return r;
 }

@@ -93,6 +93,12 @@ int rot_revoke(
     struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, struct rot_key *k);
 int rot_destroy(
     struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, struct rot_key *k);
+/*
+ * Has every daemon had a step (a rings reload) since k last changed state?
+ * A retired key is revoked only then: a daemon that has not reloaded yet
+ * may still sign with it, and its record must still verify.
+ */
+int rot_settled(const struct rot_ctx *c, const struct rot_key *k);
 /* The newest key of rg in state (by changed, as dkd_keyset picks), or NULL. */
 struct rot_key *rot_ring_newest(const struct rot_ring *rg, struct rot_keys *ks, const char *state);
 /* Start a rotation in rg: a new pending key replacing cur, published at once. */

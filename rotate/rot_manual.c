@@ -235,6 +235,13 @@ rot_manual(struct rot_ctx *c, enum rot_action act, const char *domain, const cha
 			    "that "
 			    "nothing signs with a key whose record says p=",
 			    selector, ds->name, k->k.meta.state);
+		else if (!rot_settled(c, k) && !(c->flags & ROT_F_FORCE))
+			r = dk_err_set(DK_ERR_INVALID,
+			    "key %s of %s changed state %lld s ago: a daemon that has not reloaded "
+			    "its rings since (every step_interval) may still sign with it; revoke "
+			    "it "
+			    "after two step intervals, or give --force",
+			    selector, ds->name, (long long)(c->now - k->k.meta.changed));
 		else
 			r = rot_revoke(c, &rg, &ks, k);
 		break;

@@ -355,6 +355,12 @@ rot_ring_begin(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks
 	return ring_pending(c, rg, ks, &ks->v[idx]);
 }
 
+int
+rot_settled(const struct rot_ctx *c, const struct rot_key *k)
+{
+	return c->now - k->k.meta.changed >= 2 * c->conf->daemon.step_interval;
+}
+
 /* Retiring keys past retire_after are revoked; revoked past destroy_after destroyed. */
 static void
 ring_old(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks)
@@ -366,7 +372,8 @@ ring_old(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks)
 		k = &ks->v[i];
 		if (!rot_in_ring(rg, k))
 			continue;
-		if (state_is(k, "retiring") && c->now - k->k.meta.changed >= rg->ds->retire_after)
+		if (state_is(k, "retiring") && c->now - k->k.meta.changed >= rg->ds->retire_after &&
+		    rot_settled(c, k))
 			(void)rot_revoke(c, rg, ks, k);
 		else if (state_is(k, "revoked") &&
 		         c->now - k->k.meta.changed >= rg->ds->destroy_after)
