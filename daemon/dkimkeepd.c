@@ -17,6 +17,7 @@
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_listen.h"
 #include "daemon/dkd_notify.h"
+#include "daemon/dkd_privs.h"
 #include "daemon/dkd_server.h"
 #include "daemon/dkd_tokens.h"
 
@@ -214,6 +215,12 @@ main(int argc, char **argv)
 		goto out;
 	}
 	sp.socket_path = check ? NULL : strdup(conf->daemon.socket);
+	/* Socket bound, tokens logged in: root is not needed any more. */
+	if (!check && (r = dkd_privs_drop(conf->daemon.user, conf_path)) != 0) {
+		code = fail(r, "cannot drop privileges");
+		dk_conf_free(conf);
+		goto out;
+	}
 	/* The keyset owns conf from here on. */
 	if ((r = dkd_keyset_load(conf, &tokens, &ks)) != 0) {
 		code = fail(r, "cannot load the key rings");
