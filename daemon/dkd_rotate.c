@@ -89,6 +89,9 @@ report_cb(const struct rot_event *ev, void *arg)
 	 * TODO(audit): dkd_audit_event(event, ev->level >= ROT_WARN ? "failed" : "ok",
 	 * ev->token, text) once daemon/dkd_audit.{c,h} is in the tree.
 	 */
+	/* A token that is down was announced by its failover already. */
+	if (strcmp(ev->event, "token-unavailable") == 0)
+		return;
 	if (ev->level < ROT_WARN || alert_due(ev))
 		dkd_notify(event, ev->domain, text);
 }

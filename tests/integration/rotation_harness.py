@@ -142,14 +142,15 @@ log:
         return out
 
     def update(self, name, value=None, cname=None):
-        """Replace name's TXT (and CNAME) with value, or with a CNAME, or delete them."""
+        """Replace name's TXT (and CNAME) with value (a list: several records), or with a
+        CNAME, or delete them."""
         keyring = dns.tsigkeyring.from_text({self.key_name: self.secret})
         u = dns.update.UpdateMessage(ZONE, keyring=keyring, keyalgorithm="hmac-sha256")
         rel = name[:-len(ZONE) - 1] if name.endswith("." + ZONE) else name
         u.delete(rel, "TXT")
         u.delete(rel, "CNAME")
-        if value is not None:
-            parts = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+        for v in ([] if value is None else [value] if isinstance(value, str) else value):
+            parts = [v[i:i + 255] for i in range(0, len(v), 255)] or [""]
             u.add(rel, 60, "TXT", " ".join('"' + p + '"' for p in parts))
         if cname is not None:
             u.add(rel, 60, "CNAME", cname + ".")
