@@ -175,11 +175,13 @@ conn_recv_response(struct dkc_conn *c, Dkimkeep__V1__Response **out)
 int
 dkc_sign_send(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id)
 {
-	Dkimkeep__V1__Request rq = DKIMKEEP__V1__REQUEST__INIT;
-	Dkimkeep__V1__SignRequest sr = DKIMKEEP__V1__SIGN_REQUEST__INIT;
+	Dkimkeep__V1__Request rq;
+	Dkimkeep__V1__SignRequest sr;
 	Dkimkeep__V1__Algorithm algs[2];
 	size_t i;
 
+	dkimkeep__v1__request__init(&rq);
+	dkimkeep__v1__sign_request__init(&sr);
 	if (req->nalgs > 2 || req->header_section == NULL)
 		return DK_ERR_INVALID;
 	for (i = 0; i < req->nalgs; i++)
@@ -386,12 +388,14 @@ status_fill(const Dkimkeep__V1__StatusResponse *sr, struct dkc_status_info *st)
 int
 dkc_status(struct dkc_conn *c, struct dkc_status_info **out)
 {
-	Dkimkeep__V1__Request rq = DKIMKEEP__V1__REQUEST__INIT;
-	Dkimkeep__V1__StatusRequest sq = DKIMKEEP__V1__STATUS_REQUEST__INIT;
+	Dkimkeep__V1__Request rq;
+	Dkimkeep__V1__StatusRequest sq;
 	Dkimkeep__V1__Response *resp = NULL;
 	struct dkc_status_info *st = NULL;
 	int r;
 
+	dkimkeep__v1__request__init(&rq);
+	dkimkeep__v1__status_request__init(&sq);
 	*out = NULL;
 	rq.id = c->next_id++;
 	rq.kind_case = DKIMKEEP__V1__REQUEST__KIND_STATUS;

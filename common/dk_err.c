@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sysexits.h>
 
 #include "common/dk_err.h"
@@ -96,11 +97,14 @@ dk_err_exit(int err)
 int
 dk_err_set(int err, const char *fmt, ...)
 {
+	char tmp[sizeof(err_detail)];
 	va_list ap;
 
+	/* Format aside first: the arguments may include dk_err_detail() itself. */
 	va_start(ap, fmt);
-	vsnprintf(err_detail, sizeof(err_detail), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(err_detail, tmp, sizeof(err_detail));
 	return err;
 }
 

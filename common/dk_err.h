@@ -71,7 +71,8 @@ int dk_err_exit(int err);
 /*
  * Thread-local detail of the last error: set by the function that found it,
  * read by whoever reports it.  dk_err_set() returns err so that callers can
- * write "r = dk_err_set(DK_ERR_X, ...); goto out;".
+ * write "r = dk_err_set(DK_ERR_X, ...); goto out;".  The arguments may include
+ * dk_err_detail() itself (to prefix context to the detail).
  */
 int dk_err_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *dk_err_detail(void);

@@ -363,12 +363,6 @@ class LoginAtStart(FailoverCase):
         # Real tokens lock after a few wrong PINs: the daemon must try exactly once.
         self.assertEqual(w.stats().get("C_Login"), 1, w.stats())
 
-    # DAEMON BUG, not a missing test feature: daemon/dkd_tokens.c dkd_tokens_open() passes
-    # dk_err_detail() as an argument of dk_err_set(), which vsnprintf()s into that same
-    # buffer; the message comes out as '[token primary]: [token primary]: k-primary" with
-    # the PIN in ...' (the token label and its start are overwritten).  Remove this marker
-    # when the detail is copied before it is reused.
-    @unittest.expectedFailure
     def test_wrong_pin_message_is_clear(self):
         w, rc, log = self.start_with_wrong_pin()
         self.assertEqual(rc, EX_NOPERM, log)

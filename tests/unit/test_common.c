@@ -167,6 +167,9 @@ test_errors(void **state)
 	assert_string_equal(dk_strerror(-9999), "unknown error");
 	assert_int_equal(dk_err_set(DK_ERR_IO, "x %d", 1), DK_ERR_IO);
 	assert_string_equal(dk_err_detail(), "x 1");
+	/* Prefixing context to the detail itself must not garble it. */
+	dk_err_set(DK_ERR_IO, "[token %s]: %s", "primary", dk_err_detail());
+	assert_string_equal(dk_err_detail(), "[token primary]: x 1");
 	dk_err_clear();
 	assert_string_equal(dk_err_detail(), "");
 }

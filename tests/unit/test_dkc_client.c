@@ -90,10 +90,11 @@ fake_answer(struct fake *f, const Dkimkeep__V1__Response *resp)
 static void
 test_ok_without_sign_is_refused(void **state)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
 	struct fake *f = *state;
 	struct dkc_result res;
 
+	dkimkeep__v1__response__init(&resp);
 	resp.id = 1;
 	resp.status = DKIMKEEP__V1__STATUS__OK;
 	fake_answer(f, &resp);
@@ -105,11 +106,13 @@ test_ok_without_sign_is_refused(void **state)
 static void
 test_ok_with_empty_sign_is_refused(void **state)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
-	Dkimkeep__V1__SignResponse sr = DKIMKEEP__V1__SIGN_RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
+	Dkimkeep__V1__SignResponse sr;
 	struct fake *f = *state;
 	struct dkc_result res;
 
+	dkimkeep__v1__response__init(&resp);
+	dkimkeep__v1__sign_response__init(&sr);
 	resp.id = 1;
 	resp.status = DKIMKEEP__V1__STATUS__OK;
 	resp.kind_case = DKIMKEEP__V1__RESPONSE__KIND_SIGN;
@@ -121,10 +124,11 @@ test_ok_with_empty_sign_is_refused(void **state)
 static void
 test_refusal_is_a_result(void **state)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
 	struct fake *f = *state;
 	struct dkc_result res;
 
+	dkimkeep__v1__response__init(&resp);
 	resp.id = 7;
 	resp.status = DKIMKEEP__V1__STATUS__BUSY;
 	resp.error = (char *)(uintptr_t) "busy; retry";
@@ -139,12 +143,14 @@ test_refusal_is_a_result(void **state)
 static void
 test_signed(void **state)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
-	Dkimkeep__V1__SignResponse sr = DKIMKEEP__V1__SIGN_RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
+	Dkimkeep__V1__SignResponse sr;
 	Dkimkeep__V1__Signature sig = DKIMKEEP__V1__SIGNATURE__INIT, *sigs[1] = {&sig};
 	struct fake *f = *state;
 	struct dkc_result res;
 
+	dkimkeep__v1__response__init(&resp);
+	dkimkeep__v1__sign_response__init(&sr);
 	sig.header = (char *)(uintptr_t) "DKIM-Signature: v=1; b=AAAA";
 	sig.algorithm = DKIMKEEP__V1__ALGORITHM__ED25519_SHA256;
 	sig.selector = (char *)(uintptr_t) "s1";
