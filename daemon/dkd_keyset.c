@@ -106,6 +106,34 @@ keyset_pick(const struct dkd_keyset *ks, const char *domain, enum dkim_alg alg,
 	return best;
 }
 
+/* Say what is missing from a ring, or that its token is down (its keys were not read). */
+static void
+keyset_warn_ring(const struct dkd_ring *ring, const struct dk_conf_domain *d,
+    const struct dkd_token *prim, const struct dkd_token *back)
+{
+	const char *alg = dkim_alg_name(ring->alg);
+
+	if (ring->active == NULL && prim != NULL && !atomic_load(&prim->up))
+		dk_log_warn("domain %s: the primary token \"%s\" is down, its %s key is not "
+		            "loaded; %s until it is back",
+		    d->name, d->primary, alg,
+		    ring->standby != NULL ? "the standby key signs" : "nothing can sign");
+	else if (ring->active == NULL)
+		dk_log_warn("domain %s has no active %s key on token \"%s\": run \"dkimkeep "
+		            "key generate --domain %s --alg %s --activate\"",
+		    d->name, alg, d->primary, d->name, alg);
+	if (ring->standby == NULL && back != NULL && !atomic_load(&back->up))
+		dk_log_warn("domain %s: the backup token \"%s\" is down, its standby %s key is "
+		            "not loaded",
+		    d->name, d->backup, alg);
+	else if (ring->standby == NULL)
+		dk_log_warn("domain %s has no standby %s key%s%s: a failing primary token stops "
+		            "its mail; run \"dkimkeep key generate --domain %s --alg %s --slot "
+		            "backup\"",
+		    d->name, alg, d->backup ? " on token " : "", d->backup ? d->backup : "",
+		    d->name, alg);
+}
+
 static int
 keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 {
@@ -133,19 +161,7 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 			ring->standby = back != NULL ? keyset_pick(ks, d->name, ring->alg, back,
 			                                   "backup", "standby")
 			                             : NULL;
-			if (ring->active == NULL)
-				dk_log_warn("domain %s has no active %s key on token \"%s\": "
-				            "run \"dkimkeep key generate --domain %s --alg %s "
-				            "--activate\"",
-				    d->name, dkim_alg_name(ring->alg), d->primary, d->name,
-				    dkim_alg_name(ring->alg));
-			if (ring->standby == NULL)
-				dk_log_warn("domain %s has no standby %s key%s%s: a failing "
-				            "primary token stops its mail; run \"dkimkeep key "
-				            "generate --domain %s --alg %s --slot backup\"",
-				    d->name, dkim_alg_name(ring->alg),
-				    d->backup ? " on token " : "", d->backup ? d->backup : "",
-				    d->name, dkim_alg_name(ring->alg));
+			keyset_warn_ring(ring, d, prim, back);
 		}
 	}
 	return 0;
