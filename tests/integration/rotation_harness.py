@@ -174,6 +174,24 @@ def rotation_config(env, knot, domain_keys, dns_extra="", notify=True):
     env.write_config(text)
 
 
+def start_daemon(w, conf=None, log="dkimkeepd.log", **kw):
+    """Start dkimkeepd for World w with its log in a file (a pipe nobody reads fills up),
+    and wait until it listens."""
+    e = w.e
+    f = open(e.path(log), "ab")
+    w.daemon = subprocess.Popen([prog("dkimkeepd"), "-c", conf or e.conf, "-f"], env=e.env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f, **kw)
+    f.close()
+    e.procs.append(w.daemon)
+    w.wait_ready()
+    return w.daemon
+
+
+def daemon_log(env, log="dkimkeepd.log"):
+    with open(env.path(log), "rb") as f:
+        return f.read().decode(errors="replace")
+
+
 def notifications(env):
     p = env.path("notify.log")
     if not os.path.exists(p):

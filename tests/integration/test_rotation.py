@@ -12,8 +12,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import EnvTestCase, prog, EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL
 from daemon_harness import World
-from rotation_harness import (Knot, Load, ZONE, keys, notifications, rotation_config,
-                              signing_keys, wait_for)
+from rotation_harness import (Knot, Load, ZONE, daemon_log, keys, notifications,
+                              rotation_config, signing_keys, start_daemon, wait_for)
 
 STEP = "step_interval = 1s\n"
 FAST = "rotate_every = 1d\npublish_wait = 2s\nretire_after = 2s\ndestroy_after = 2s\n"
@@ -48,13 +48,15 @@ class FullRotation(EnvTestCase):
         knot = Knot(e, w.refresh_records())
         rotation_config(e, knot, FAST + "dns_publish = rfc2136\n")
         old = signing_keys(e)
-        w.start()
+        start_daemon(w)
+        self.addCleanup(lambda: getattr(getattr(self, "_outcome", None), "success", True)
+                        or print(daemon_log(e)[-20000:]))
         load = Load(e, knot, e.socket).start()
         try:
             wait_for(lambda: load.seen([old[("rsa-sha256", "primary")],
                                         old[("ed25519-sha256", "primary")]]), "signing with the old keys")
-            e.cli("key", "rotate", "--domain", ZONE)
-            pend = {(k["alg"]): k["selector"] for k in keys(e) if k["state"] == "pending"}
+            ev = json.loads(e.cli("key", "rotate", "--domain", ZONE, "--json").stdout)
+            pend = {x["alg"]: x["selector"] for x in ev if x["event"] == "started"}
             self.assertEqual(set(pend), {"rsa-sha256", "ed25519-sha256"})
             old_names = [f"{old[(a, 'primary')]}._domainkey.{ZONE}" for a in pend]
             watch = Watch(knot, old_names)
@@ -86,8 +88,8 @@ class FullRotation(EnvTestCase):
             hits = [t for ev, d, t in events if ev == step and d == ZONE]
             self.assertTrue(hits, f"no {step} notification: {events}")
             self.assertRegex(hits[0], r"selector=\S+ alg=\S+ slot=\S+ state=\S+ time=\d{4}-")
-        rc, err = w.stop()
-        self.assertEqual(rc, 0, err)
+        w.daemon.send_signal(signal.SIGTERM)
+        self.assertEqual(w.daemon.wait(timeout=60), 0, daemon_log(e)[-5000:])
 
     def test_scheduled_rotation_standby_offset(self):
         """rotate_every makes the daemon rotate on its own, the standby keys too, never in
@@ -98,7 +100,7 @@ class FullRotation(EnvTestCase):
         rotation_config(e, knot, "rotate_every = 6s\npublish_wait = 2s\nretire_after = 1s\n"
                         "destroy_after = 1s\ndns_publish = rfc2136\n")
         first = signing_keys(e)
-        w.start()
+        start_daemon(w)
         load = Load(e, knot, e.socket, threads=1).start()
         both = []
         try:
@@ -114,7 +116,6 @@ class FullRotation(EnvTestCase):
             load.finish()
         self.assertEqual(both, [], "active and standby keys were rotating at the same time")
         self.assertEqual(load.failures(), [])
-        w.stop()
 
 
 class PublishCommand(EnvTestCase):
@@ -122,7 +123,7 @@ class PublishCommand(EnvTestCase):
         """dns_publish = command: the hook publishes through knsupdate; a failing hook and a
         refused update stall the step (exit 75, alert) while the old key keeps signing."""
         e = self.e
-        w = World(e, algs=("rsa-sha256",), backup=False)
+        w = World(e, algs=("rsa-sha256",), backup=False, extra_daemon=STEP)
         knot = Knot(e, w.refresh_records())
         calls = e.path("hook.calls")
         hook = e.write("publish.sh", f"""#!/bin/sh
@@ -155,9 +156,9 @@ alg=$(cut -d' ' -f2 {knot.tsig_file}); name=$(cut -d' ' -f1 {knot.tsig_file}); s
         e.cli("key", "step")
         new = signing_keys(e)[("rsa-sha256", "primary")]
         self.assertNotEqual(new, old)
-        e.cli("key", "step")
-        e.cli("key", "step")
-        self.assertNotIn(old, {k["selector"] for k in keys(e)})
+        # Revoked once every daemon has had two step intervals to reload, then destroyed.
+        wait_for(lambda: e.cli("key", "step").returncode == 0
+                 and old not in {k["selector"] for k in keys(e)}, "the old key is destroyed")
         self.assertEqual(knot.txt(f"{old}._domainkey.{ZONE}"), [])
         e.cli("dns", "check")
         with open(calls) as f:
@@ -187,9 +188,11 @@ alg=$(cut -d' ' -f2 {knot.tsig_file}); name=$(cut -d' ' -f1 {knot.tsig_file}); s
         manual = [x for x in ev if x["event"] == "publish-manual"]
         self.assertEqual(len(manual), 1, out)
         name, value = manual[0]["name"], manual[0]["value"]
-        for _ in range(2):
-            cp = e.cli("key", "step", check=EX_OK)
-            self.assertEqual(signing_keys(e)[("ed25519-sha256", "primary")], old)
+        # Not in DNS: the old key keeps signing; past publish_wait the step alerts (exit 75).
+        time.sleep(1.1)
+        cp = e.cli("key", "step", check=EX_TEMPFAIL)
+        self.assertIn("dns-missing", cp.stdout.decode())
+        self.assertEqual(signing_keys(e)[("ed25519-sha256", "primary")], old)
         knot.update(name, value)
         e.cli("key", "step")
         self.assertEqual(signing_keys(e)[("ed25519-sha256", "primary")], manual[0]["selector"])
@@ -295,9 +298,7 @@ name=$(cut -d' ' -f1 {self.knot.tsig_file}); sec=$(cut -d' ' -f3 {self.knot.tsig
         kill_group(p)
 
     def daemon(self):
-        self.d = self.e.spawn([prog("dkimkeepd"), "-c", self.e.conf, "-f"], start_new_session=True)
-        self.w.daemon = self.d
-        self.w.wait_ready()
+        self.d = start_daemon(self.w, start_new_session=True)
 
     def test_kill_cli_at_each_step(self):
         """The daemon steps too (as in production): the CLI is killed in each publish, with
@@ -370,9 +371,14 @@ class TwoDaemons(EnvTestCase):
             text = f.read()
         sock2 = e.path("sign2.sock")
         conf2 = e.write("second.conf", text.replace(f"socket = {e.socket}", f"socket = {sock2}"))
-        w.start()
-        d2 = e.spawn([prog("dkimkeepd"), "-c", conf2, "-f"])
-        wait_for(lambda: os.path.exists(sock2), "the second daemon listens")
+        start_daemon(w)
+        w2 = World.__new__(World)
+        w2.e = e
+        w2.daemon = None
+        e_socket = e.socket
+        e.socket = sock2
+        d2 = start_daemon(w2, conf=conf2, log="second.log")
+        e.socket = e_socket
         loads = [Load(e, knot, e.socket, threads=1).start(), Load(e, knot, sock2, threads=1).start()]
         try:
             old = signing_keys(e)[("rsa-sha256", "primary")]
@@ -391,9 +397,9 @@ class TwoDaemons(EnvTestCase):
         for l in loads:
             self.assertEqual(l.failures(), [])
         self.assertEqual(len([k for k in keys(e) if k["slot"] == "primary"]), 1, keys(e))
-        d2.send_signal(signal.SIGTERM)
-        self.assertEqual(d2.wait(timeout=60), 0)
-        w.stop()
+        for d in (d2, w.daemon):
+            d.send_signal(signal.SIGTERM)
+            self.assertEqual(d.wait(timeout=60), 0)
 
 
 if __name__ == "__main__":
