@@ -21,6 +21,7 @@
 #include "common/dk_err.h"
 #include "common/dk_log.h"
 #include "daemon/dkd_privs.h"
+#include "hsm/hsm.h"
 
 #define PWBUF_MAX (1024 * 1024)
 
@@ -77,6 +78,52 @@ out:
 	return r;
 }
 
+/* How many dkimkeep keys of each open token this process can see; -1: not known. */
+static void
+privs_count_keys(const struct dkd_tokens *tokens, long *counts)
+{
+	struct hsm_session *s;
+	struct hsm_key *keys;
+	size_t i, n;
+
+	for (i = 0; i < tokens->n; i++) {
+		counts[i] = -1;
+		if (tokens->v[i].token == NULL || !atomic_load(&tokens->v[i].up) ||
+		    hsm_session_open(tokens->v[i].token, &s) != 0)
+			continue;
+		keys = NULL;
+		if (hsm_key_list(s, &keys, &n) == 0)
+			counts[i] = (long)n;
+		free(keys);
+		hsm_session_close(s);
+	}
+}
+
+/*
+ * A software token keeps its objects in files: ones the new user cannot read
+ * are simply not there any more, and the rings would come up empty with
+ * advice to generate keys.  Say what is wrong instead.
+ */
+static int
+privs_check_tokens(const struct dkd_tokens *tokens, const long *before, const long *after,
+    const struct privs_user *u)
+{
+	size_t i;
+
+	for (i = 0; i < tokens->n; i++) {
+		if (before[i] <= 0 || after[i] >= before[i])
+			continue;
+		return dk_err_set(DK_ERR_PERM,
+		    "token \"%s\": user %s sees %ld of its %ld keys after dropping root; make "
+		    "the token's files readable and writable by %s (SoftHSM: add it to group "
+		    "softhsm, or chown -R %s the tokendir of softhsm2.conf); see "
+		    "docs/operator.md, \"Running as its own user\"",
+		    tokens->v[i].name, u->name, after[i] < 0 ? 0 : after[i], before[i], u->name,
+		    u->name);
+	}
+	return 0;
+}
+
 /* Become u for good: groups first, then gid, then uid; prove root is gone. */
 static int
 privs_switch(const struct privs_user *u)
@@ -105,9 +152,10 @@ privs_switch(const struct privs_user *u)
 }
 
 int
-dkd_privs_drop(const char *user, const char *conf_path)
+dkd_privs_drop(const char *user, const char *conf_path, const struct dkd_tokens *tokens)
 {
 	struct privs_user u;
+	long *counts;
 	int r;
 
 	if (geteuid() != 0) {
@@ -128,7 +176,15 @@ dkd_privs_drop(const char *user, const char *conf_path)
 			dk_log_warn("WARNING: [daemon] user = %s in %s is root; name an "
 			            "unprivileged user",
 			    user, conf_path);
-		if ((r = privs_switch(&u)) != 0)
+		if ((counts = calloc(2 * (tokens->n + 1), sizeof(*counts))) == NULL)
+			return DK_ERR_NOMEM;
+		privs_count_keys(tokens, counts);
+		if ((r = privs_switch(&u)) == 0) {
+			privs_count_keys(tokens, counts + tokens->n);
+			r = privs_check_tokens(tokens, counts, counts + tokens->n, &u);
+		}
+		free(counts);
+		if (r != 0)
 			return r;
 		dk_log_notice("running as user %s (uid %u, gid %u)", u.name, (unsigned)u.uid,
 		    (unsigned)u.gid);

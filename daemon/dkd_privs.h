@@ -5,10 +5,13 @@
 #ifndef DKD_PRIVS_H
 #define DKD_PRIVS_H
 
+#include "daemon/dkd_tokens.h"
+
 /*
  * Started as root with user (a name or a number with a passwd entry):
  * initgroups, setresgid, setresuid to that user, each checked, then checked
- * that root cannot be regained.  Started as root without user: a loud
+ * that root cannot be regained, and that the user still sees every key of
+ * the open tokens (a software token's files may be root's).  Started as root without user: a loud
  * warning, and root is kept.  Not root: nothing to switch (a warning if
  * user names someone else).  In every case PR_SET_NO_NEW_PRIVS and
  * PR_SET_DUMPABLE 0 are set (a set-id change resets the dumpable flag).
@@ -16,6 +19,6 @@
  * daemon must not go on), DK_ERR_NOMEM.  The conf_path names the file in
  * messages.
  */
-int dkd_privs_drop(const char *user, const char *conf_path);
+int dkd_privs_drop(const char *user, const char *conf_path, const struct dkd_tokens *tokens);
 
 #endif /* DKD_PRIVS_H */

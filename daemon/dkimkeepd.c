@@ -216,7 +216,7 @@ main(int argc, char **argv)
 	}
 	sp.socket_path = check ? NULL : strdup(conf->daemon.socket);
 	/* Socket bound, tokens logged in: root is not needed any more. */
-	if (!check && (r = dkd_privs_drop(conf->daemon.user, conf_path)) != 0) {
+	if (!check && (r = dkd_privs_drop(conf->daemon.user, conf_path, &tokens)) != 0) {
 		code = fail(r, "cannot drop privileges");
 		dk_conf_free(conf);
 		goto out;
