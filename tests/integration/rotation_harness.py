@@ -200,8 +200,17 @@ def notifications(env):
         return [line.rstrip("\n").split("|", 2) for line in f if line.strip()]
 
 
-def keys(env, domain=ZONE):
-    return json.loads(env.cli("key", "list", "--domain", domain, "--json").stdout)
+def keys(env, domain=ZONE, what="list"):
+    """key list --json (or key dns --json).  A daemon may destroy a key between the listing
+    and the reading of its attributes (the object is gone: exit 69); that is made again."""
+    for _ in range(10):
+        cp = env.cli("key", what, "--domain", domain, "--json", check=None)
+        if cp.returncode == 0:
+            return json.loads(cp.stdout)
+        if b"CKR_OBJECT_HANDLE_INVALID" not in cp.stderr:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"key {what}: exit {cp.returncode}: {cp.stderr.decode(errors='replace')}")
 
 
 def signing_keys(env):

@@ -221,7 +221,7 @@ class ManualMoves(EnvTestCase):
         new = [k["selector"] for k in keys(e) if k["state"] == "pending"][0]
         cp = e.cli("key", "activate", *d, "--selector", new, check=EX_DATAERR)
         self.assertIn("does not serve", cp.stderr.decode())
-        rec = [r for r in json.loads(e.cli("key", "dns", "--json").stdout) if r["selector"] == new][0]
+        rec = [r for r in keys(e, what="dns") if r["selector"] == new][0]
         knot.update(rec["name"], rec["value"])
         e.cli("key", "activate", *d, "--selector", new)
         self.assertEqual(signing_keys(e)[("ed25519-sha256", "primary")], new)
@@ -284,8 +284,7 @@ name=$(cut -d' ' -f1 {self.knot.tsig_file}); sec=$(cut -d' ' -f3 {self.knot.tsig
         """The signing key (newest active) exists and DNS serves its exact record."""
         sel = signing_keys(self.e).get(("ed25519-sha256", "primary"))
         self.assertIsNotNone(sel, keys(self.e))
-        rec = [r for r in json.loads(self.e.cli("key", "dns", "--json").stdout)
-               if r["selector"] == sel][0]
+        rec = [r for r in keys(self.e, what="dns") if r["selector"] == sel][0]
         self.assertEqual(self.knot.txt(rec["name"]), [rec["value"]])
         return sel
 
