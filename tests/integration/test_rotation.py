@@ -198,6 +198,44 @@ alg=$(cut -d' ' -f2 {knot.tsig_file}); name=$(cut -d' ' -f1 {knot.tsig_file}); s
         self.assertEqual(signing_keys(e)[("ed25519-sha256", "primary")], manual[0]["selector"])
 
 
+class ConfigChanges(EnvTestCase):
+    def test_algorithms_and_bits_change_by_rotation(self):
+        """rsa_bits raised: the RSA key is rotated to a larger one; an algorithm added gets its
+        keys by rotation; an algorithm removed has its keys retired, never swapped in place."""
+        e = self.e
+        w = World(e, algs=("rsa-sha256",), backup=False, extra_daemon=STEP)
+        knot = Knot(e, w.refresh_records())
+        rotation_config(e, knot, "publish_wait = 0\nretire_after = 0\ndestroy_after = 1d\n"
+                        "dns_publish = rfc2136\n", notify=False)
+        old = signing_keys(e)[("rsa-sha256", "primary")]
+
+        def set_domain(algs, bits):
+            with open(e.conf) as f:
+                text = f.read()
+            text = text.replace("algorithms = rsa-sha256, ed25519-sha256\n", "")
+            text = text.replace("algorithms = rsa-sha256\n", "").replace("rsa_bits = 3072\n", "")
+            e.write_config(text.replace(f"[domain {ZONE}]\n",
+                                        f"[domain {ZONE}]\nalgorithms = {algs}\nrsa_bits = {bits}\n"))
+
+        set_domain("rsa-sha256, ed25519-sha256", 3072)
+        out = e.cli("key", "step").stdout.decode()
+        self.assertIn("rsa_bits", out)
+        self.assertIn("no signing key", out)
+        now = {k["selector"]: k for k in keys(e)}
+        new_rsa = signing_keys(e)[("rsa-sha256", "primary")]
+        self.assertNotEqual(new_rsa, old)
+        self.assertEqual(now[new_rsa]["bits"], 3072)
+        self.assertEqual(now[old]["state"], "retiring")
+        self.assertIn(("ed25519-sha256", "primary"), signing_keys(e))
+        e.cli("dns", "check")
+        # ed25519 taken out again: its key retires (and is revoked later), nothing is made.
+        set_domain("rsa-sha256", 3072)
+        out = e.cli("key", "step").stdout.decode()
+        self.assertIn("not in algorithms=", out)
+        self.assertNotIn(("ed25519-sha256", "primary"), signing_keys(e))
+        self.assertEqual(signing_keys(e)[("rsa-sha256", "primary")], new_rsa)
+
+
 class ManualMoves(EnvTestCase):
     def test_refusals_keep_domain_signable(self):
         e = self.e
