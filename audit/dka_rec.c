@@ -1,6 +1,7 @@
 /*
  * dka_rec.c - building audit records and checkpoints.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -149,6 +150,76 @@ dka_checkpoint_msg(uint64_t seq, const char *time, const char *head_hex, struct 
 {
 	return dk_buf_printf(out, "%s\nseq=%" PRIu64 "\ntime=%s\nhead=%s\n", DKA_CHECKPOINT_TAG,
 	    seq, time, head_hex);
+}
+
+/* Header field name at p (line start) is name, case-insensitively, followed by ':'. */
+static int
+field_is(const uint8_t *p, const uint8_t *end, const char *name)
+{
+	size_t n = strlen(name), i;
+
+	if ((size_t)(end - p) <= n || p[n] != ':')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (tolower(p[i]) != name[i])
+			return 0;
+	}
+	return 1;
+}
+
+int
+dka_header_message_id(const uint8_t *hs, size_t len, char *out, size_t outlen)
+{
+	const uint8_t *p = hs, *end = hs + len, *eol;
+	size_t n = 0;
+
+	while (p < end) {
+		eol = memchr(p, '\n', (size_t)(end - p));
+		if (eol == NULL)
+			eol = end;
+		if (!field_is(p, eol, "message-id")) {
+			p = eol + 1;
+			continue;
+		}
+		p += sizeof("message-id:") - 1;
+		/* The value, and its continuation lines (RFC 5322 §2.2.3 unfolding). */
+		for (;;) {
+			for (; p < eol; p++) {
+				if (*p == '\r')
+					continue;
+				if (n + 1 >= outlen || n >= DKA_MID_MAX)
+					return DK_ERR_TOO_LARGE;
+				out[n++] = (char)*p;
+			}
+			if (eol >= end || eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
+				break;
+			p = eol + 1;
+			if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+				eol = end;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	return DK_ERR_NOT_FOUND;
+}
+
+int
+dka_mac_input(const char *label, const char *value, size_t len, struct dk_buf *out)
+{
+	const char *s = value, *e = value + len;
+	int r;
+
+	while (s < e && (*s == ' ' || *s == '\t'))
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	if (strcmp(label, DKA_MAC_MID) == 0 && e - s >= 2 && *s == '<' && e[-1] == '>') {
+		s++;
+		e--;
+	}
+	if ((r = dk_buf_put(out, label, strlen(label) + 1)) != 0)
+		return r;
+	return dk_buf_put(out, s, (size_t)(e - s));
 }
 
 void

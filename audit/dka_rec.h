@@ -58,6 +58,28 @@ void dka_key_fp(const uint8_t pub[DKA_PUB_LEN], char out[2 * DKA_FP_LEN + 1]);
  */
 int dka_checkpoint_msg(uint64_t seq, const char *time, const char *head_hex, struct dk_buf *out);
 
+/*
+ * Message-IDs and identities are audited only as an HMAC computed in the
+ * token; these build what is hashed, with a label per kind so that the
+ * same text never gives the same hash in two fields.
+ */
+#define DKA_MID_MAX      998 /* a Message-ID is one header line at most (RFC 5322 §2.1.1) */
+#define DKA_MAC_MID      "dkimkeep-audit-message-id-v1"
+#define DKA_MAC_IDENTITY "dkimkeep-audit-identity-v1"
+
+/*
+ * The value of the first Message-ID field of a header section, unfolded,
+ * into out (DKA_MID_MAX + 1 bytes).  0, or DK_ERR_NOT_FOUND when there is
+ * none, DK_ERR_TOO_LARGE when it is longer than DKA_MID_MAX.
+ */
+int dka_header_message_id(const uint8_t *hs, size_t len, char *out, size_t outlen);
+/*
+ * What the token hashes for value: label, a NUL, then value without
+ * surrounding white space and (for Message-IDs) one pair of angle brackets,
+ * so that "<a@b>" given by a reviewer matches a@b seen by the daemon.
+ */
+int dka_mac_input(const char *label, const char *value, size_t len, struct dk_buf *out);
+
 /* Sign msg with the checkpoint key; give its public key too.  0 or a dk_err code. */
 typedef int (*dka_sign_fn)(
     void *arg, const uint8_t *msg, size_t len, uint8_t sig[DKA_SIG_LEN], uint8_t pub[DKA_PUB_LEN]);

@@ -672,6 +672,21 @@ key_audit_fail(struct conf_ctx *x, const struct key_def *k, void *s, const char 
 	return 0;
 }
 
+static int key_token_ref(
+    struct conf_ctx *x, const struct key_def *k, void *s, const char *v, int cont);
+
+/* audit_token=: a [token] name, checked once the whole file is read. */
+static int
+key_audit_token(struct conf_ctx *x, const struct key_def *k, void *s, const char *v, int cont)
+{
+	struct dk_conf_daemon *d = s;
+	int r;
+
+	if ((r = key_token_ref(x, k, s, v, cont)) == 0)
+		d->audit_token_line = x->lineno;
+	return r;
+}
+
 /* user=: checked to exist, stored as written. */
 static int
 key_user(struct conf_ctx *x, const struct key_def *k, void *s, const char *v, int cont)
@@ -1206,6 +1221,7 @@ static const struct key_def daemon_keys[] = {
     {"audit_log", key_path, DMN(audit_log), 0, 0, 0},
     {"audit_fail", key_audit_fail, 0, 0, 0, 0},
     {"audit_checkpoint", key_int, DMN(audit_checkpoint), 1, 1000000, 0},
+    {"audit_token", key_audit_token, DMN(audit_token), 0, 0, 0},
     {"sign_timeout_ms", key_int64, DMN(sign_timeout_ms), 10, 600000, 0},
     {"health_interval", key_duration, DMN(health_interval), 1, 86400, 0},
     {"step_interval", key_duration, DMN(step_interval), 1, 86400, 0},
@@ -1941,6 +1957,10 @@ conf_finish(struct conf_ctx *x)
 	x->sect = NULL;
 	if ((r = conf_check_domains(x)) != 0 || (r = conf_sort_domains(x)) != 0)
 		return r;
+	snprintf(x->label, sizeof(x->label), "daemon");
+	if ((r = conf_token_ref(
+	         x, x->c->daemon.audit_token, x->c->daemon.audit_token_line, "audit_token")) != 0)
+		return r;
 	x->label[0] = '\0';
 	return conf_defaults(x);
 }
@@ -2065,6 +2085,7 @@ dk_conf_free(struct dk_conf *c)
 	free(c->daemon.socket);
 	free(c->daemon.socket_group);
 	free(c->daemon.audit_log);
+	free(c->daemon.audit_token);
 	free(c->daemon.user);
 	for (i = 0; i < c->ntokens; i++) {
 		free(c->tokens[i].name);

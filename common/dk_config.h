@@ -59,6 +59,8 @@ struct dk_conf_daemon {
 	char *audit_log;	/* NULL: no audit log */
 	int audit_fail_closed;	/* default 1 ("closed"); 0 for "open" */
 	int audit_checkpoint;	/* default 1000 */
+	char *audit_token;	/* [token] holding the audit keys; NULL: the first [token] */
+	int audit_token_line;
 	int64_t sign_timeout_ms; /* default 2000: a C_Sign slower than this fails over */
 	int64_t health_interval; /* seconds between checks of a down token, default 5 */
 	int64_t step_interval;	/* seconds between rotation steps, default 60 */

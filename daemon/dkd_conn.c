@@ -18,6 +18,7 @@
 #include "common/dk_frame.h"
 #include "common/dk_log.h"
 #include "common/dk_time.h"
+#include "daemon/dkd_audit.h"
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_loop.h"
 #include "daemon/dkd_req.h"
@@ -37,6 +38,7 @@ struct dkd_conn {
 	int refs; /* 1 while open, plus one per job in flight */
 	int closed;
 	int throttled;
+	const char *audit_domain; /* the requested domain while conn_sign runs (audit record) */
 };
 
 struct dkd_rate {
@@ -201,6 +203,7 @@ conn_error(struct dkd_conn *c, uint64_t id, int err, const char *fmt, ...)
 	resp.status = conn_status_of(err);
 	resp.error = text;
 	conn_send(c, &resp);
+	dkd_audit_refusal(c->pid, c->uid, c->gid, id, err, c->audit_domain);
 }
 
 /* Token bucket per [client] name; 1 when the request may go on. */
@@ -246,8 +249,10 @@ conn_sign(struct dkd_conn *c, uint64_t id, const Dkimkeep__V1__SignRequest *sr)
 	char text[256];
 	int r;
 
+	c->audit_domain = sr->domain;
 	if ((ks = dkd_keyset_acquire()) == NULL) {
 		conn_error(c, id, DK_ERR_UNAVAILABLE, "the daemon has no keys loaded yet; retry");
+		c->audit_domain = NULL;
 		return;
 	}
 	if ((cl = dk_conf_client_for(ks->conf, c->uid, c->gid)) == NULL) {
@@ -273,6 +278,12 @@ conn_sign(struct dkd_conn *c, uint64_t id, const Dkimkeep__V1__SignRequest *sr)
 		conn_error(c, id, r, "bad request: %s", text[0] ? text : dk_strerror(r));
 		goto out;
 	}
+	if (strlen(sr->message_id) > DKD_MESSAGE_ID_MAX) {
+		conn_error(c, id, DK_ERR_INVALID, "bad request: message_id is over %d bytes",
+		    DKD_MESSAGE_ID_MAX);
+		goto out;
+	}
+	memcpy(job->message_id, sr->message_id, strlen(sr->message_id) + 1);
 	job->req_id = id;
 	job->conn = c;
 	job->client = cl;
@@ -292,6 +303,7 @@ conn_sign(struct dkd_conn *c, uint64_t id, const Dkimkeep__V1__SignRequest *sr)
 	c->inflight++;
 	conn_update_throttle(c);
 out:
+	c->audit_domain = NULL;
 	dkd_job_free(job);
 	dkd_keyset_release(ks);
 }

@@ -14,9 +14,10 @@
 #include "dkim/dkim.h"
 #include "hsm/hsm.h"
 
-#define DKD_MAX_ALGS     2
-#define DKD_ERROR_MAX    512
-#define DKD_IDENTITY_MAX 255
+#define DKD_MAX_ALGS       2
+#define DKD_ERROR_MAX      512
+#define DKD_IDENTITY_MAX   255
+#define DKD_MESSAGE_ID_MAX 998 /* RFC 5322 §2.1.1 line limit */
 
 struct dkd_sig_out {
 	char *header; /* "DKIM-Signature: ..." without final CRLF, malloc'd */
@@ -53,6 +54,8 @@ struct dkd_job {
 	enum dkim_canon hcanon, bcanon;
 	int hcanon_default; /* take the domain's canonicalization= */
 	int bcanon_default; /* (only when the body itself is sent) */
+	/* SignRequest.message_id: audited as an HMAC only, never in clear */
+	char message_id[DKD_MESSAGE_ID_MAX + 1];
 	uint64_t queued_us;
 
 	/* out: set by the worker */

@@ -11,6 +11,7 @@
 #include "common/dk_err.h"
 #include "common/dk_log.h"
 #include "common/dk_time.h"
+#include "daemon/dkd_audit.h"
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_notify.h"
 #include "daemon/dkd_rotate.h"
@@ -85,10 +86,7 @@ report_cb(const struct rot_event *ev, void *arg)
 		dk_log_err("%s %s %s", event, ev->domain, text);
 		break;
 	}
-	/*
-	 * TODO(audit): dkd_audit_event(event, ev->level >= ROT_WARN ? "failed" : "ok",
-	 * ev->token, text) once daemon/dkd_audit.{c,h} is in the tree.
-	 */
+	dkd_audit_rotation(ev);
 	/* A token that is down was announced by its failover already. */
 	if (strcmp(ev->event, "token-unavailable") == 0)
 		return;

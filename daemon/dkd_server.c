@@ -16,6 +16,7 @@
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
+#include "daemon/dkd_audit.h"
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_loop.h"
 #include "daemon/dkd_notify.h"
@@ -78,15 +79,19 @@ bg_reload(struct dkd_loop *lp)
 	if ((r = dk_conf_load(lp->conf_path, &conf)) != 0) {
 		dk_log_err("reload refused, the running configuration stays: %s",
 		    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
+		dkd_audit_event("daemon.reload", "failed", NULL,
+		    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 		return;
 	}
 	dkd_notify_init(conf->dns.notify_command);
 	if ((r = dkd_keyset_load(conf, lp->tokens, &ks)) != 0) {
 		dk_log_err(
 		    "reload of the key rings failed, the running rings stay: %s", dk_strerror(r));
+		dkd_audit_event("daemon.reload", "failed", NULL, dk_strerror(r));
 		return;
 	}
 	dkd_keyset_publish(ks);
+	dkd_audit_event("daemon.reload", "ok", NULL, NULL);
 	dk_log_notice("configuration and key rings reloaded from %s", lp->conf_path);
 }
 
@@ -236,6 +241,7 @@ server_hup_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	dk_log_notice("SIGHUP: reloading the configuration and key rings");
+	dkd_audit_reopen();
 	bg_reload_start(arg);
 }
 
@@ -292,10 +298,24 @@ server_wait_background(struct dkd_loop *lp)
 	dk_log_warn("a token check is still hanging at exit");
 }
 
+/* The audit writer between the pool and the outbox, when the config has an audit_log. */
+static int
+server_audit_start(const struct dkd_server_params *p, struct dkd_loop *lp, struct dkd_audit **out)
+{
+	struct dkd_keyset *ks = dkd_keyset_acquire();
+	int r;
+
+	r = ks != NULL ? dkd_audit_start_conf(ks->conf, p->conf_path, p->tokens, lp->outbox, out)
+	               : 0;
+	dkd_keyset_release(ks);
+	return r;
+}
+
 int
 dkd_server_run(const struct dkd_server_params *p)
 {
 	struct dkd_loop lp;
+	struct dkd_audit *audit = NULL;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL, *ev_health = NULL;
 	struct event *ev_rotate = NULL;
 	struct timeval rotate_tv = {1, 0};
@@ -319,8 +339,10 @@ dkd_server_run(const struct dkd_server_params *p)
 		goto out;
 	}
 	if ((r = dkd_outbox_new(server_wake, &lp, &lp.outbox)) != 0 ||
-	    (r = dkd_pool_start(p->workers, p->queue, p->sign_timeout_ms, p->tokens, server_finish,
-	         &lp, &lp.pool)) != 0)
+	    (r = server_audit_start(p, &lp, &audit)) != 0 ||
+	    (r = dkd_pool_start(p->workers, p->queue, p->sign_timeout_ms, p->tokens,
+	         audit != NULL ? dkd_audit_job : server_finish,
+	         audit != NULL ? (void *)audit : (void *)&lp, &lp.pool)) != 0)
 		goto out;
 	lp.listener = evconnlistener_new(lp.base, server_accept_cb, &lp,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, p->listen_fd);
@@ -347,6 +369,7 @@ out:
 		dkd_pool_stop(lp.pool); /* joins the workers: nothing more is finished after */
 		lp.pool = NULL;
 	}
+	dkd_audit_stop(audit); /* writes the last records, hands their jobs to the outbox */
 	/* Jobs finished while stopping go back to their connections, which are closed next. */
 	if (lp.outbox != NULL)
 		dkd_conn_deliver(&lp, dkd_outbox_take(lp.outbox));

@@ -8,6 +8,7 @@
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
+#include "daemon/dkd_audit.h"
 #include "daemon/dkd_notify.h"
 #include "daemon/dkd_tokens.h"
 
@@ -124,6 +125,7 @@ dkd_token_down(struct dkd_token *tok, int err, const char *detail)
 		           "check the HSM and its connection, the daemon retries by itself",
 		    tok->name, tok->label, tok->last_error);
 		dkd_notify("failover", tok->name, tok->last_error);
+		dkd_audit_event("token.down", NULL, tok->name, tok->last_error);
 	}
 }
 
@@ -135,6 +137,7 @@ dkd_token_up(struct dkd_token *tok)
 		dk_log_notice("token \"%s\" (%s) is back up; signing moves back to it", tok->name,
 		    tok->label);
 		dkd_notify("recovery", tok->name, "token is back up");
+		dkd_audit_event("token.up", NULL, tok->name, NULL);
 	}
 }
 

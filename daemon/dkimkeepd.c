@@ -14,6 +14,7 @@
 #include "common/dk_config.h"
 #include "common/dk_err.h"
 #include "common/dk_log.h"
+#include "daemon/dkd_audit.h"
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_listen.h"
 #include "daemon/dkd_notify.h"
@@ -38,8 +39,9 @@ static const char usage_text[] =
     "  -h, --help  this text\n"
     "  --version   print the version\n"
     "\n"
-    "Signals: SIGHUP reloads the [client] and [domain] sections and the key rings;\n"
-    "SIGTERM stops accepting, answers what is queued, and exits 0.\n";
+    "Signals: SIGHUP reloads the [client] and [domain] sections and the key rings, and\n"
+    "reopens the audit log (logrotate); SIGTERM stops accepting, answers what is queued,\n"
+    "and exits 0.\n";
 
 static int ready_fd = -1;
 
@@ -218,6 +220,12 @@ main(int argc, char **argv)
 	/* Socket bound, tokens logged in: root is not needed any more. */
 	if (!check && (r = dkd_privs_drop(conf->daemon.user, conf_path, &tokens)) != 0) {
 		code = fail(r, "cannot drop privileges");
+		dk_conf_free(conf);
+		goto out;
+	}
+	/* As the user that will write it: the audit log can be appended to. */
+	if ((r = dkd_audit_check(conf)) != 0) {
+		code = fail(r, "the audit log");
 		dk_conf_free(conf);
 		goto out;
 	}

@@ -450,6 +450,49 @@ test_lines(void **state)
 	assert_int_equal(dka_lines_open("/nonexistent/x", &it), DK_ERR_IO);
 }
 
+static void
+test_message_id(void **state)
+{
+	static const char hs[] = "From: a@example.com\r\nX-Message-ID: <no@x>\r\nmessage-ID: \r\n"
+	                         "\t<folded.id@\r\n host.example>\r\nMessage-ID: <second@x>\r\n";
+	char out[DKA_MID_MAX + 1];
+	char *big;
+	struct dk_buf in;
+
+	(void)state;
+	assert_int_equal(
+	    dka_header_message_id((const uint8_t *)hs, strlen(hs), out, sizeof(out)), 0);
+	/* The first Message-ID field, unfolded (RFC 5322 §2.2.3), not X-Message-ID. */
+	assert_string_equal(out, " \t<folded.id@ host.example>");
+	assert_int_equal(dka_header_message_id((const uint8_t *)"From: a\n", 8, out, sizeof(out)),
+	    DK_ERR_NOT_FOUND);
+	/* Bare LF line ends work too. */
+	assert_int_equal(dka_header_message_id(
+	                     (const uint8_t *)"Message-Id: <a@b>\nTo: x\n", 24, out, sizeof(out)),
+	    0);
+	assert_string_equal(out, " <a@b>");
+	big = malloc(DKA_MID_MAX + 100);
+	memcpy(big, "Message-ID: ", 12);
+	memset(big + 12, 'x', DKA_MID_MAX + 10);
+	assert_int_equal(
+	    dka_header_message_id((const uint8_t *)big, DKA_MID_MAX + 22, out, sizeof(out)),
+	    DK_ERR_TOO_LARGE);
+	free(big);
+	/* What is hashed: label, NUL, the id without white space and one pair of <>. */
+	dk_buf_init(&in, 2048);
+	assert_int_equal(dka_mac_input(DKA_MAC_MID, " \t<a@b> ", 8, &in), 0);
+	assert_int_equal(in.len, sizeof(DKA_MAC_MID) + 3);
+	assert_memory_equal(in.data, DKA_MAC_MID "\0a@b", in.len);
+	dk_buf_reset(&in);
+	assert_int_equal(dka_mac_input(DKA_MAC_MID, "a@b", 3, &in), 0);
+	assert_memory_equal(in.data, DKA_MAC_MID "\0a@b", in.len);
+	dk_buf_reset(&in);
+	/* An identity keeps its brackets and has its own label. */
+	assert_int_equal(dka_mac_input(DKA_MAC_IDENTITY, "<a@b>", 5, &in), 0);
+	assert_memory_equal(in.data, DKA_MAC_IDENTITY "\0<a@b>", in.len);
+	dk_buf_free(&in);
+}
+
 int
 main(void)
 {
@@ -465,6 +508,7 @@ main(void)
 	    cmocka_unit_test(test_file_reopen_links_previous),
 	    cmocka_unit_test(test_file_write_fails),
 	    cmocka_unit_test(test_lines),
+	    cmocka_unit_test(test_message_id),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
