@@ -18,6 +18,7 @@ int cli_token_main(int argc, char **argv, const struct cli_ctx *ctx);  /* token 
 int cli_key_main(int argc, char **argv, const struct cli_ctx *ctx);    /* key ... */
 int cli_sign_main(int argc, char **argv, const struct cli_ctx *ctx);   /* sign */
 int cli_status_main(int argc, char **argv, const struct cli_ctx *ctx); /* status */
+int cli_audit_main(int argc, char **argv, const struct cli_ctx *ctx);  /* audit ... */
 
 /* Print "dkimkeep: <msg>" on stderr; returns the exit code for err. */
 int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client/cli.h"
+#include "client/cli_audit_log.h"
 #include "client/cli_drill.h"
 #include "client/cli_rotate.h"
 #include "client/cli_tokens.h"
@@ -568,6 +569,8 @@ key_create(const struct key_args *a, int import)
 	ck.tok = tok;
 	r = new_report(&ck, a->json, import ? a->pem : NULL);
 out:
+	cli_audit_key(c, import ? "key.import" : "key.generate", r, kn.token, &kn.meta,
+	    r == 0 ? ck.k.id_hex : NULL);
 	dk_buf_free(&pem);
 	cli_keys_free(&ks);
 	cli_toks_close(&ts);

@@ -350,11 +350,6 @@ rot_exit(const struct rot_args *a, const struct rot_ctx *c, int r)
 	return EX_OK;
 }
 
-/*
- * TODO(audit): record each move of a key as an administrative act
- * (cli_audit_key(conf, "key.<event>", ...) of client/cli_audit_log.h) once
- * that module is in the tree; report_cb sees every move.
- */
 static int
 rot_command(const struct rot_args *a)
 {

@@ -8,6 +8,7 @@
 #include <sysexits.h>
 
 #include "client/cli.h"
+#include "client/cli_audit_log.h"
 #include "client/cli_tokens.h"
 #include "common/dk_buf.h"
 #include "common/dk_err.h"
@@ -379,6 +380,8 @@ token_init(int argc, char **argv, const struct cli_ctx *ctx)
 	init_check_uri(c, ct, m, a.label);
 	code = EX_OK;
 out:
+	cli_audit_act(
+	    c, "token.init", code, &(struct cli_audit_what){.token = a.token, .label = a.label});
 	hsm_module_close(m);
 	dk_conf_free(c);
 	return code;

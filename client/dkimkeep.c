@@ -37,6 +37,11 @@ static const char usage_text[] =
     "       [--headers h1:h2] [--timestamp UNIX] [--expire SECONDS]  < message\n"
     "  status [--socket PATH] [--json]\n"
     "\n"
+    "Audit (reviewer; reads the audit log, the token checks its checkpoints):\n"
+    "  audit verify FILE... [--pubkey F] [--json]   chain, sequence and checkpoints intact?\n"
+    "  audit show FILE... [--since T] [--domain D] [--client C] [--json]\n"
+    "  audit pubkey [--json]                   the key that verifies the checkpoints\n"
+    "\n"
     "Options:\n"
     "  -c FILE     configuration file (default: $DKIMKEEP_CONF or " DK_CONF_DEFAULT_PATH ")\n"
     "  -h, --help  this text; \"dkimkeep COMMAND --help\" explains one command\n"
@@ -70,6 +75,7 @@ static const struct command commands[] = {
     {"dns", cli_dns_main},
     {"sign", cli_sign_main},
     {"status", cli_status_main},
+    {"audit", cli_audit_main},
 };
 
 int
