@@ -148,6 +148,13 @@ list_module(const struct dk_conf *c, const char *module, struct dk_buf *text, st
 	size_t n = 0, i, nn;
 	int r;
 
+	/* Tokens on one module share its env (dk_conf_load checked): the first one's will do. */
+	for (i = 0; i < c->ntokens; i++)
+		if (strcmp(c->tokens[i].module, module) == 0) {
+			if ((r = dk_conf_token_setenv(&c->tokens[i])) != 0)
+				goto out;
+			break;
+		}
 	if ((r = hsm_module_open(module, &m)) != 0)
 		goto out;
 	if ((r = hsm_module_tokens(m, &ti, &n)) != 0)
@@ -362,7 +369,7 @@ token_init(int argc, char **argv, const struct cli_ctx *ctx)
 	}
 	if (a.pin_file == NULL)
 		a.pin_file = ct->pin_file;
-	if ((r = hsm_module_open(ct->module, &m)) != 0) {
+	if ((r = dk_conf_token_setenv(ct)) != 0 || (r = hsm_module_open(ct->module, &m)) != 0) {
 		code = cli_fail(
 		    r, "%s:%d: [token %s]: %s", c->path, ct->line, ct->name, dk_err_detail());
 		goto out;

@@ -87,7 +87,7 @@ tok_open(struct cli_toks *ts, const struct dk_conf_token *ct, struct cli_tok *to
 
 	memset(tok, 0, sizeof(*tok));
 	tok->conf = ct;
-	if ((r = hsm_module_open(ct->module, &tok->m)) != 0)
+	if ((r = dk_conf_token_setenv(ct)) != 0 || (r = hsm_module_open(ct->module, &tok->m)) != 0)
 		return tok_fail(ts, ct, r, "");
 	if ((r = hsm_token_open(tok->m, ct->uri, &tok->t)) != 0)
 		return tok_fail(ts, ct, r,

@@ -26,6 +26,7 @@
 
 #include "common/dk_config.h"
 #include "common/dk_err.h"
+#include "common/dk_log.h"
 #include "common/dk_time.h"
 
 #define CONF_FILE_MAX        (64L * 1024 * 1024)
@@ -77,6 +78,7 @@ struct key_def {
 
 #define KEY_LIST     0x1 /* may go on over indented lines */
 #define KEY_REQUIRED 0x2
+#define KEY_REPEAT   0x4 /* may be set on many lines, each adding an entry */
 
 struct sect_def {
 	const char *word;
@@ -1202,6 +1204,83 @@ key_cidrs(struct conf_ctx *x, const struct key_def *k, void *s, const char *v, i
 	return conf_split(x, k, v, ',', cidr_item, s);
 }
 
+/*
+ * env=: one VAR=value for the token's module, e.g. P11_KIT_SERVER_ADDRESS of
+ * p11-kit-client.so.  Only the module's own variables are taken, never a
+ * PIN (PINs live in pin_file only), never the loader's (LD_*).
+ */
+#define ENV_NAME_MAX  64
+#define ENV_VALUE_MAX 1024
+
+static const char *const env_allowed[] = {
+    "P11_KIT_",                   /* p11-kit-client.so: P11_KIT_SERVER_ADDRESS, ... */
+    "SOFTHSM2_CONF",              /* SoftHSM */
+    "ChrystokiConfigurationPath", /* Thales Luna client */
+    "CLOUDHSM_",                  /* AWS CloudHSM client */
+    "PKCS11SPY",                  /* OpenSC pkcs11-spy.so: PKCS11SPY, PKCS11SPY_OUTPUT */
+};
+
+static int
+env_name_allowed(const char *name, size_t len)
+{
+	static const char *const secret[] = {"PIN", "PASS", "SECRET", "CRED"};
+	char up[ENV_NAME_MAX + 1];
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		up[i] = (char)toupper((unsigned char)name[i]);
+	up[len] = '\0';
+	for (i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+		if (strstr(up, secret[i]) != NULL)
+			return 0;
+	for (i = 0; i < sizeof(env_allowed) / sizeof(env_allowed[0]); i++) {
+		size_t n = strlen(env_allowed[i]);
+
+		if (env_allowed[i][n - 1] == '_'
+		        ? (len > n && strncmp(name, env_allowed[i], n) == 0)
+		        : (len == n && strncmp(name, env_allowed[i], n) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+key_env(struct conf_ctx *x, const struct key_def *k, void *s, const char *v, int cont)
+{
+	struct dk_conf_token *t = s;
+	const char *eq = strchr(v, '=');
+	size_t nlen, i;
+	char *copy;
+
+	(void)cont;
+	nlen = eq != NULL ? (size_t)(eq - v) : 0;
+	if (eq == NULL || nlen == 0 || nlen > ENV_NAME_MAX || eq[1] == '\0')
+		return KEY_FAIL(x, k,
+		    "\"%s\" is not VAR=value; write it like "
+		    "env = P11_KIT_SERVER_ADDRESS=unix:path=/run/p11-kit/dkim.sock",
+		    v);
+	for (i = 0; i < nlen; i++)
+		if (!(isalnum((unsigned char)v[i]) || v[i] == '_') || isdigit((unsigned char)v[0]))
+			return KEY_FAIL(
+			    x, k, "\"%.*s\" is not an environment variable name", (int)nlen, v);
+	if (!env_name_allowed(v, nlen))
+		return KEY_FAIL(x, k,
+		    "%.*s is not a module variable dkimkeep passes on; env takes P11_KIT_*, "
+		    "SOFTHSM2_CONF, ChrystokiConfigurationPath, CLOUDHSM_* and PKCS11SPY*, and "
+		    "never a PIN: put the PIN in pin_file",
+		    (int)nlen, v);
+	if (strlen(eq + 1) > ENV_VALUE_MAX || conf_has_space(eq + 1))
+		return KEY_FAIL(x, k, "the value of %.*s is longer than %d bytes or has spaces",
+		    (int)nlen, v, ENV_VALUE_MAX);
+	for (i = 0; i < t->nenv; i++)
+		if (strncmp(t->env[i], v, nlen + 1) == 0)
+			return KEY_FAIL(
+			    x, k, "%.*s is set twice in this section; keep one", (int)nlen, v);
+	if ((copy = strdup(v)) == NULL)
+		return conf_nomem(x);
+	return conf_list_add(x, k, &t->env, &t->nenv, copy);
+}
+
 /* ---- the key tables ---- */
 
 #define DMN(f)    offsetof(struct dk_conf_daemon, f)
@@ -1232,6 +1311,7 @@ static const struct key_def token_keys[] = {
     {"module", key_file, TOK(module), 0, 0, KEY_REQUIRED},
     {"uri", key_uri, TOK(uri), 0, 0, KEY_REQUIRED},
     {"pin_file", key_secret_file, TOK(pin_file), 0, 0, KEY_REQUIRED},
+    {"env", key_env, 0, 0, 0, KEY_REPEAT},
 };
 
 static const struct key_def domain_keys[] = {
@@ -1663,7 +1743,7 @@ conf_key(struct conf_ctx *x, const char *name, const char *value)
 		return conf_fail(
 		    x, x->lineno, name, "unknown key; the keys of [%s] are %s", sd->word, known);
 	}
-	if (x->key_line[idx] != 0)
+	if (x->key_line[idx] != 0 && !(sd->keys[idx].flags & KEY_REPEAT))
 		return conf_fail(
 		    x, x->lineno, name, "set twice (first on line %d); keep one", x->key_line[idx]);
 	x->key_line[idx] = x->lineno;
@@ -1862,6 +1942,74 @@ conf_token_ref(struct conf_ctx *x, const char *name, int line, const char *key)
 	    name);
 }
 
+/*
+ * The environment is one per process: two tokens that need different
+ * values of one variable cannot both be served, nor can two tokens on one
+ * module (p11-kit-client.so reaching two servers) with different env.
+ */
+static const char *
+env_of(const struct dk_conf_token *t, const char *entry)
+{
+	size_t i, nlen = strcspn(entry, "=");
+
+	for (i = 0; i < t->nenv; i++)
+		if (strncmp(t->env[i], entry, nlen) == 0 && t->env[i][nlen] == '=')
+			return t->env[i] + nlen + 1;
+	return NULL;
+}
+
+/* 0, or the first entry of a whose variable b sets to another value (or, same_module, not at all).
+ */
+static const char *
+env_clash(const struct dk_conf_token *a, const struct dk_conf_token *b, int same_module)
+{
+	const char *w;
+	size_t i;
+
+	for (i = 0; i < a->nenv; i++) {
+		w = env_of(b, a->env[i]);
+		if (w == NULL ? same_module : strcmp(w, strchr(a->env[i], '=') + 1) != 0)
+			return a->env[i];
+	}
+	return NULL;
+}
+
+static int
+conf_check_env(struct conf_ctx *x)
+{
+	const struct dk_conf *c = x->c;
+	const struct dk_conf_token *a, *b;
+	const char *clash;
+	size_t i, j;
+	int same;
+
+	for (i = 0; i < c->ntokens; i++) {
+		for (j = 0; j < c->ntokens; j++) {
+			a = &c->tokens[i];
+			b = &c->tokens[j];
+			same = strcmp(a->module, b->module) == 0;
+			if (i == j || (clash = env_clash(a, b, same)) == NULL)
+				continue;
+			snprintf(x->label, sizeof(x->label), "token %s", a->name);
+			if (env_of(b, clash) != NULL)
+				return conf_fail(x, a->line, "env",
+				    "%.*s differs from [token %s] (line %d), and the environment "
+				    "is "
+				    "one per process; give both the same value, or run one "
+				    "dkimkeepd "
+				    "per value",
+				    (int)strcspn(clash, "="), clash, b->name, b->line);
+			return conf_fail(x, a->line, "env",
+			    "%.*s is not set for [token %s] (line %d) on the same module %s; a "
+			    "module is loaded once per process, so two servers cannot be reached "
+			    "through one client module: give both tokens the same env",
+			    (int)strcspn(clash, "="), clash, b->name, b->line, a->module);
+		}
+	}
+	x->label[0] = '\0';
+	return 0;
+}
+
 static int
 conf_check_domains(struct conf_ctx *x)
 {
@@ -1955,7 +2103,8 @@ conf_finish(struct conf_ctx *x)
 	if (x->sect != NULL && (r = conf_section_finish(x)) != 0)
 		return r;
 	x->sect = NULL;
-	if ((r = conf_check_domains(x)) != 0 || (r = conf_sort_domains(x)) != 0)
+	if ((r = conf_check_domains(x)) != 0 || (r = conf_sort_domains(x)) != 0 ||
+	    (r = conf_check_env(x)) != 0)
 		return r;
 	snprintf(x->label, sizeof(x->label), "daemon");
 	if ((r = conf_token_ref(
@@ -2076,7 +2225,7 @@ out:
 void
 dk_conf_free(struct dk_conf *c)
 {
-	size_t i;
+	size_t i, j;
 
 	if (c == NULL)
 		return;
@@ -2092,6 +2241,9 @@ dk_conf_free(struct dk_conf *c)
 		free(c->tokens[i].module);
 		free(c->tokens[i].uri);
 		free(c->tokens[i].pin_file);
+		for (j = 0; j < c->tokens[i].nenv; j++)
+			free(c->tokens[i].env[j]);
+		free(c->tokens[i].env);
 	}
 	free(c->tokens);
 	for (i = 0; i < c->ndomains; i++) {
@@ -2117,6 +2269,32 @@ dk_conf_free(struct dk_conf *c)
 	conf_list_free(c->milter.internal_hosts, c->milter.ninternal_hosts);
 	free(c->milter.client_socket);
 	free(c);
+}
+
+int
+dk_conf_token_setenv(const struct dk_conf_token *t)
+{
+	char name[ENV_NAME_MAX + 1];
+	const char *val, *cur;
+	size_t i, nlen;
+
+	for (i = 0; i < t->nenv; i++) {
+		nlen = strcspn(t->env[i], "=");
+		if (nlen > ENV_NAME_MAX)
+			return dk_err_set(
+			    DK_ERR_INVALID, "env entry of [token %s] too long", t->name);
+		memcpy(name, t->env[i], nlen);
+		name[nlen] = '\0';
+		val = t->env[i] + nlen + 1;
+		/* setenv() is not thread-safe: touch the environment only when it changes. */
+		if ((cur = getenv(name)) != NULL && strcmp(cur, val) == 0)
+			continue;
+		if (setenv(name, val, 1) != 0)
+			return dk_err_set(DK_ERR_NOMEM, "setting %s for [token %s]: out of memory",
+			    name, t->name);
+		dk_log_debug("[token %s]: %s=%s", t->name, name, val);
+	}
+	return 0;
 }
 
 const struct dk_conf_token *

@@ -73,6 +73,8 @@ struct dk_conf_token {
 	char *module;	/* absolute path of the PKCS#11 module */
 	char *uri;	/* RFC 7512 token URI */
 	char *pin_file; /* absolute path */
+	char **env;	/* "VAR=value" entries of env=, for the module; see dk_conf_token_setenv */
+	size_t nenv;
 	int line;
 };
 
@@ -154,6 +156,14 @@ void dk_conf_free(struct dk_conf *c);
 
 /* The [token NAME] section, or NULL. */
 const struct dk_conf_token *dk_conf_token(const struct dk_conf *c, const char *name);
+/*
+ * Put the env = entries of [token] t into the process environment
+ * (setenv, only where the value differs), for the module to read when it is
+ * loaded: call before hsm_module_open(t->module).  The environment is
+ * process-wide; dk_conf_load() refused configs where two tokens need
+ * different values.  DK_ERR_NOMEM / DK_ERR_INVALID with detail.
+ */
+int dk_conf_token_setenv(const struct dk_conf_token *t);
 /* The [domain] section for domain itself or else its nearest configured parent, or NULL. */
 const struct dk_conf_domain *dk_conf_domain(const struct dk_conf *c, const char *domain);
 /* The first [client] whose uid (and gid when given) match, or NULL. */

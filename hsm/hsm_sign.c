@@ -177,35 +177,42 @@ check_attributes(struct check *c)
 	return 0;
 }
 
+/*
+ * One C_GetAttributeValue into a fixed array, not a size query first: through
+ * p11-kit's RPC (p11-kit-client.so, 0.24.1 in Debian 12) the size query of
+ * CKA_ALLOWED_MECHANISMS fails with CKR_DEVICE_ERROR while a read into a
+ * buffer works (measured).  A list longer than MECHS_MAX is refused.
+ */
 static int
 check_mechanisms(struct check *c)
 {
 	CK_MECHANISM_TYPE want = hsm_key_sign_mech(c->k->type);
-	struct dk_buf buf;
-	CK_MECHANISM_TYPE m;
+	CK_MECHANISM_TYPE mechs[MECHS_MAX];
+	CK_ATTRIBUTE a = {CKA_ALLOWED_MECHANISMS, mechs, sizeof(mechs)};
+	CK_RV rv;
 	size_t i;
-	int r;
 
-	dk_buf_init(&buf, MECHS_MAX * sizeof(CK_MECHANISM_TYPE));
-	r = hsm_attr_bytes(c->s, c->k->priv, CKA_ALLOWED_MECHANISMS, buf.max, &buf);
-	if (r == DK_ERR_NOT_FOUND) {
-		r = 0; /* no list: every mechanism allowed, ours too */
-		goto out;
-	}
-	if (r != 0)
-		goto out;
-	if (buf.len == 0)
-		goto out;
-	for (i = 0; i + sizeof(m) <= buf.len; i += sizeof(m)) {
-		memcpy(&m, buf.data + i, sizeof(m));
-		if (m == want)
-			goto out;
-	}
-	r = refuse(c, "its CKA_ALLOWED_MECHANISMS does not include %s; import it again",
+	rv = c->s->t->m->f->C_GetAttributeValue(c->s->h, c->k->priv, &a, 1);
+	/* No list: every mechanism allowed, ours too. */
+	if (rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+	    (rv == CKR_OK && a.ulValueLen == CK_UNAVAILABLE_INFORMATION))
+		return 0;
+	if (rv == CKR_BUFFER_TOO_SMALL)
+		return refuse(
+		    c, "its CKA_ALLOWED_MECHANISMS lists more than %d mechanisms", MECHS_MAX);
+	if (rv != CKR_OK)
+		return hsm_fail(rv, "token \"%s\": reading CKA_ALLOWED_MECHANISMS of object %lu",
+		    c->s->t->label, (unsigned long)c->k->priv);
+	if (a.ulValueLen > sizeof(mechs))
+		return dk_err_set(DK_ERR_PKCS11,
+		    "token \"%s\": CKA_ALLOWED_MECHANISMS overran its buffer", c->s->t->label);
+	if (a.ulValueLen == 0)
+		return 0; /* as before: an empty list is read as no list */
+	for (i = 0; i < a.ulValueLen / sizeof(mechs[0]); i++)
+		if (mechs[i] == want)
+			return 0;
+	return refuse(c, "its CKA_ALLOWED_MECHANISMS does not include %s; import it again",
 	    c->k->type == HSM_KEY_RSA ? "CKM_RSA_PKCS" : "CKM_EDDSA");
-out:
-	dk_buf_free(&buf);
-	return r;
 }
 
 static int

@@ -523,6 +523,53 @@ test_err_syntax(void **state)
 	dk_conf_free(load_text(fx, text));
 }
 
+/* env = VAR=value for the token's module, repeatable; never a PIN; one value per process. */
+static void
+test_token_env(void **state)
+{
+	struct fx *fx = *state;
+	struct dk_conf *c;
+	const char *tok2 = "[token two]\nmodule = mod.so\nuri = pkcs11:token=two\n"
+	                   "pin_file = backup.pin\n";
+	char text[1024];
+
+	c = load_text(fx, "[token primary]\nmodule = mod.so\nuri = pkcs11:token=p\n"
+	                  "pin_file = primary.pin\n"
+	                  "env = P11_KIT_SERVER_ADDRESS=unix:path=/run/p11-kit/a.sock\n"
+	                  "env = SOFTHSM2_CONF=/etc/softhsm/softhsm2.conf\n");
+	assert_int_equal(c->tokens[0].nenv, 2);
+	assert_string_equal(
+	    c->tokens[0].env[0], "P11_KIT_SERVER_ADDRESS=unix:path=/run/p11-kit/a.sock");
+	assert_int_equal(dk_conf_token_setenv(&c->tokens[0]), 0);
+	assert_string_equal(getenv("P11_KIT_SERVER_ADDRESS"), "unix:path=/run/p11-kit/a.sock");
+	unsetenv("P11_KIT_SERVER_ADDRESS");
+	unsetenv("SOFTHSM2_CONF");
+	dk_conf_free(c);
+
+	expect_err(
+	    fx, BASE "[token b]\nenv = SOFTHSM_PIN=1234\n", 10, "[token b] env: ", "never a PIN");
+	expect_err(
+	    fx, BASE "[token b]\nenv = P11_KIT_PIN=1234\n", 10, "[token b] env: ", "never a PIN");
+	expect_err(fx, BASE "[token b]\nenv = LD_PRELOAD=/tmp/x.so\n", 10,
+	    "[token b] env: ", "not a module variable");
+	expect_err(fx, BASE "[token b]\nenv = P11_KIT_SERVER_ADDRESS\n", 10,
+	    "[token b] env: ", "not VAR=value");
+	expect_err(fx,
+	    BASE "[token b]\nenv = P11_KIT_SERVER_ADDRESS=a\nenv = P11_KIT_SERVER_ADDRESS=b\n", 11,
+	    "[token b] env: ", "set twice");
+	/* Two servers through one client module: refused, the environment is one per process. */
+	expect_err(fx,
+	    "[token one]\nmodule = mod.so\nuri = pkcs11:token=one\npin_file = primary.pin\n"
+	    "env = P11_KIT_SERVER_ADDRESS=unix:path=/a\n"
+	    "[token two]\nmodule = mod.so\nuri = pkcs11:token=two\npin_file = backup.pin\n"
+	    "env = P11_KIT_SERVER_ADDRESS=unix:path=/b\n",
+	    1, "[token one] env: ", "one per process");
+	/* The same module with and without env: refused too. */
+	snprintf(
+	    text, sizeof(text), "%s%senv = P11_KIT_SERVER_ADDRESS=unix:path=/a\n", BASE "\n", tok2);
+	expect_err(fx, text, 10, "[token two] env: ", "same module");
+}
+
 static void
 test_err_values(void **state)
 {
@@ -991,6 +1038,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_client_matching, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uid_forms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_domains, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_env, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
