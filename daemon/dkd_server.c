@@ -259,12 +259,14 @@ server_drain_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(lp->base);
 }
 
+/* The timer that waits for queued answers after SIGTERM (loop thread only). */
+static struct event *drain_ev;
+
 static void
 server_term_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dkd_loop *lp = arg;
 	struct timeval tv = {0, 20000};
-	struct event *ev;
 
 	(void)fd;
 	(void)what;
@@ -275,8 +277,8 @@ server_term_cb(evutil_socket_t fd, short what, void *arg)
 	lp->stopping = 1;
 	evconnlistener_disable(lp->listener);
 	dkd_conn_stop_reading(lp);
-	ev = event_new(lp->base, -1, EV_PERSIST, server_drain_cb, lp);
-	if (ev == NULL || event_add(ev, &tv) != 0)
+	drain_ev = event_new(lp->base, -1, EV_PERSIST, server_drain_cb, lp);
+	if (drain_ev == NULL || event_add(drain_ev, &tv) != 0)
 		event_base_loopbreak(lp->base);
 }
 
@@ -395,6 +397,9 @@ out:
 		event_free(ev_rotate);
 	if (lp.done_ev != NULL)
 		event_free(lp.done_ev);
+	if (drain_ev != NULL)
+		event_free(drain_ev); /* freed before its base (found by the sanitizer build) */
+	drain_ev = NULL;
 	if (lp.base != NULL)
 		event_base_free(lp.base);
 	dk_log_notice("dkimkeepd stopped");
