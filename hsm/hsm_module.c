@@ -29,7 +29,12 @@ module_load(const char *path, struct hsm_module *m)
 	CK_C_INITIALIZE_ARGS args;
 	CK_RV rv;
 
-	m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	/*
+	 * RTLD_NODELETE: dlclose() after C_Finalize leaves the code mapped.  A
+	 * module may leave threads or atexit handlers behind (OpenSSL's, in
+	 * SoftHSM), and leak reports at exit can then name the module.
+	 */
+	m->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (m->dl == NULL)
 		return dk_err_set(DK_ERR_MODULE,
 		    "PKCS#11 module %s cannot be loaded: %s; check module= in the config", path,
