@@ -192,10 +192,11 @@ static void conn_error(struct dkd_conn *c, uint64_t id, int err, const char *fmt
 static void
 conn_error(struct dkd_conn *c, uint64_t id, int err, const char *fmt, ...)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
 	char text[512];
 	va_list ap;
 
+	dkimkeep__v1__response__init(&resp);
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
@@ -311,8 +312,9 @@ out:
 static void
 conn_status(struct dkd_conn *c, uint64_t id)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
 
+	dkimkeep__v1__response__init(&resp);
 	resp.id = id;
 	if (dkd_status_fill(c->lp, &resp) != 0) {
 		conn_error(c, id, DK_ERR_NOMEM, "out of memory; retry");
@@ -466,11 +468,13 @@ dkd_conn_accept(struct dkd_loop *lp, int fd)
 static void
 conn_answer(struct dkd_conn *c, struct dkd_job *job)
 {
-	Dkimkeep__V1__Response resp = DKIMKEEP__V1__RESPONSE__INIT;
-	Dkimkeep__V1__SignResponse sr = DKIMKEEP__V1__SIGN_RESPONSE__INIT;
+	Dkimkeep__V1__Response resp;
+	Dkimkeep__V1__SignResponse sr;
 	Dkimkeep__V1__Signature sigs[DKD_MAX_ALGS], *sigp[DKD_MAX_ALGS];
 	size_t i;
 
+	dkimkeep__v1__response__init(&resp);
+	dkimkeep__v1__sign_response__init(&sr);
 	resp.id = job->req_id;
 	resp.status = conn_status_of(job->result);
 	if (job->result != 0) {
