@@ -186,6 +186,11 @@ load_mark(void *arg, enum bench_phase phase)
 	} else if (phase == BENCH_STOP) {
 		L->res->self_cpu_us = bench_proc_self_cpu_us() - L->res->self_cpu_us;
 		bench_proc_sample(L->o->daemon_pid, &L->res->d1);
+		L->res->daemon_known = L->res->d0.ok && L->res->d1.ok;
+		if (L->res->daemon_known) {
+			L->res->daemon_cpu_us = L->res->d1.cpu_us - L->res->d0.cpu_us;
+			L->res->daemon_ctxsw = L->res->d1.ctxsw - L->res->d0.ctxsw;
+		}
 		if (L->status_conn != NULL && dkc_status(L->status_conn, &st) == 0)
 			L->res->daemon_connections = st->connections;
 		dkc_status_free(st);
@@ -328,6 +333,7 @@ bench_load_run(const struct bench_load_opts *o, struct bench_load_result *res)
 	load_gate_open(&L, 1);
 	bench_run_drive(&L.run, &L.abort);
 	res->elapsed = L.run.elapsed;
+	res->rounds = 1;
 	r = 0;
 out:
 	if (r != 0) {
@@ -353,4 +359,28 @@ out:
 	pthread_cond_destroy(&L.gate_cond);
 	pthread_mutex_destroy(&L.gate_lock);
 	return r;
+}
+
+void
+bench_load_merge(struct bench_load_result *dst, const struct bench_load_result *src)
+{
+	unsigned s;
+
+	dst->ok += src->ok;
+	for (s = 0; s <= DKC_INTERNAL; s++)
+		dst->by_status[s] += src->by_status[s];
+	dst->errors += src->errors;
+	dst->io_errors += src->io_errors;
+	dst->elapsed += src->elapsed;
+	bench_hist_merge(&dst->hist, &src->hist);
+	dst->daemon_connections = src->daemon_connections;
+	dst->daemon_known = (dst->rounds == 0 || dst->daemon_known) && src->daemon_known;
+	dst->daemon_cpu_us += src->daemon_cpu_us;
+	dst->daemon_ctxsw += src->daemon_ctxsw;
+	dst->d0 = dst->rounds == 0 ? src->d0 : dst->d0;
+	dst->d1 = src->d1;
+	dst->self_cpu_us += src->self_cpu_us;
+	dst->rounds += src->rounds;
+	if (dst->error[0] == '\0' && src->error[0] != '\0')
+		snprintf(dst->error, sizeof(dst->error), "%s", src->error);
 }

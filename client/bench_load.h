@@ -47,9 +47,13 @@ struct bench_load_result {
 	double elapsed;                       /* seconds measured */
 	struct bench_hist hist;               /* latency of every answer in the window (µs) */
 	unsigned daemon_connections;          /* as the daemon counted them at the end */
-	struct bench_proc_sample d0, d1;      /* the daemon at the start and end of the window */
-	uint64_t self_cpu_us;                 /* this process's CPU time in the window */
-	char error[256];                      /* the first connection failure, if any */
+	struct bench_proc_sample d0, d1; /* the daemon at the start and end of the (last) window */
+	int daemon_known;                /* /proc was read at both edges of every window */
+	uint64_t daemon_cpu_us;          /* the daemon's CPU time in the window(s) */
+	uint64_t daemon_ctxsw;           /* its context switches in the window(s) */
+	uint64_t self_cpu_us;            /* this process's CPU time in the window(s) */
+	unsigned rounds;                 /* windows added up (bench_load_merge) */
+	char error[256];                 /* the first connection failure, if any */
 };
 
 /*
@@ -58,5 +62,8 @@ struct bench_load_result {
  * daemon cannot be reached at all or too few file descriptors are left.
  */
 int bench_load_run(const struct bench_load_opts *o, struct bench_load_result *res);
+
+/* Add the window of src to dst (zeroed before the first); the last window's samples stay. */
+void bench_load_merge(struct bench_load_result *dst, const struct bench_load_result *src);
 
 #endif /* BENCH_LOAD_H */

@@ -11,10 +11,10 @@
 #include "client/bench_raw.h"
 #include "common/dk_err.h"
 
-struct raw;
+struct bench_raw;
 
 struct raw_thread {
-	struct raw *R;
+	struct bench_raw *R;
 	unsigned idx;
 	pthread_t thread;
 	int started;
@@ -26,11 +26,14 @@ struct raw_thread {
 	struct bench_hist hist;
 };
 
-struct raw {
+struct bench_raw {
 	const struct bench_raw_opts *o;
-	struct bench_raw_result *res;
-	const struct hsm_key *key;
+	struct bench_raw_result *res; /* of the measurement under way */
+	struct hsm_module *m;
+	struct hsm_token *tok;
+	struct hsm_key key;
 	struct bench_run run;
+	uint64_t cpu0; /* this process's CPU time when measuring began */
 	atomic_int alive;
 	atomic_int abort;
 	struct raw_thread *t;
@@ -50,7 +53,7 @@ raw_main(void *arg)
 	while (atomic_load_explicit(&t->R->run.phase, memory_order_relaxed) != BENCH_STOP) {
 		sig_len = sizeof(sig);
 		t0 = bench_now_us();
-		r = hsm_sign_digest(t->s, t->R->key, digest, sig, &sig_len);
+		r = hsm_sign_digest(t->s, &t->R->key, digest, sig, &sig_len);
 		t1 = bench_now_us();
 		if (r != 0) {
 			t->errors++;
@@ -72,7 +75,7 @@ raw_main(void *arg)
 static uint64_t
 raw_count(void *arg)
 {
-	struct raw *R = arg;
+	struct bench_raw *R = arg;
 	uint64_t n = 0;
 	unsigned i;
 
@@ -84,12 +87,12 @@ raw_count(void *arg)
 static void
 raw_mark(void *arg, enum bench_phase phase)
 {
-	struct raw *R = arg;
+	struct bench_raw *R = arg;
 
 	if (phase == BENCH_MEASURE)
-		R->res->cpu_us = bench_proc_self_cpu_us();
+		R->cpu0 = bench_proc_self_cpu_us();
 	else if (phase == BENCH_STOP)
-		R->res->cpu_us = bench_proc_self_cpu_us() - R->res->cpu_us;
+		R->res->cpu_us += bench_proc_self_cpu_us() - R->cpu0;
 }
 
 /* The key the daemon signs with: the newest active key of the domain on its primary token. */
@@ -147,88 +150,120 @@ raw_open(const struct bench_raw_opts *o, struct hsm_module **m, struct hsm_token
 }
 
 int
-bench_raw_run(const struct bench_raw_opts *o, struct bench_raw_result *res)
+bench_raw_open(const struct bench_raw_opts *o, struct bench_raw **out, struct bench_raw_result *res)
 {
 	const struct dk_conf_token *ct = NULL;
-	struct hsm_module *m = NULL;
-	struct hsm_token *tok = NULL;
 	struct hsm_session *s0 = NULL;
-	struct hsm_key key;
-	struct raw R;
+	struct bench_raw *R;
 	unsigned i;
 	int r;
 
+	*out = NULL;
 	memset(res, 0, sizeof(*res));
 	bench_hist_init(&res->hist);
-	memset(&R, 0, sizeof(R));
-	R.o = o;
-	R.res = res;
-	R.key = &key;
-	atomic_init(&R.alive, (int)o->threads);
-	atomic_init(&R.abort, 0);
-	atomic_init(&R.run.phase, BENCH_WARMUP);
-	if ((r = raw_open(o, &m, &tok, &ct)) != 0 || (r = hsm_session_open(tok, &s0)) != 0 ||
-	    (r = raw_find_key(o, s0, hsm_token_label(tok), &key)) != 0)
+	if ((R = calloc(1, sizeof(*R))) == NULL)
+		return DK_ERR_NOMEM;
+	R->o = o;
+	if ((r = raw_open(o, &R->m, &R->tok, &ct)) != 0 ||
+	    (r = hsm_session_open(R->tok, &s0)) != 0 ||
+	    (r = raw_find_key(o, s0, hsm_token_label(R->tok), &R->key)) != 0)
 		goto out;
-	snprintf(res->selector, sizeof(res->selector), "%s", key.meta.selector);
-	snprintf(res->key_id, sizeof(res->key_id), "%s", key.id_hex);
-	snprintf(res->token, sizeof(res->token), "%s", hsm_token_label(tok));
-	res->bits = key.bits;
-	if ((R.t = calloc(o->threads, sizeof(*R.t))) == NULL) {
+	snprintf(res->selector, sizeof(res->selector), "%s", R->key.meta.selector);
+	snprintf(res->key_id, sizeof(res->key_id), "%s", R->key.id_hex);
+	snprintf(res->token, sizeof(res->token), "%s", hsm_token_label(R->tok));
+	res->bits = R->key.bits;
+	if ((R->t = calloc(o->threads, sizeof(*R->t))) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
 	/* One session per thread, as the daemon's workers have (SoftHSM crashes on sharing). */
 	for (i = 0; i < o->threads; i++) {
-		R.t[i].R = &R;
-		R.t[i].idx = i;
-		atomic_init(&R.t[i].made, 0);
-		bench_hist_init(&R.t[i].hist);
-		if ((r = hsm_session_open(tok, &R.t[i].s)) != 0)
+		R->t[i].R = R;
+		R->t[i].idx = i;
+		if ((r = hsm_session_open(R->tok, &R->t[i].s)) != 0)
 			goto out;
+	}
+	*out = R;
+	R = NULL;
+	r = 0;
+out:
+	if (s0 != NULL)
+		hsm_session_close(s0);
+	bench_raw_close(R);
+	return r;
+}
+
+int
+bench_raw_measure(struct bench_raw *R, struct bench_raw_result *res)
+{
+	const struct bench_raw_opts *o = R->o;
+	unsigned i;
+	int r;
+
+	R->res = res;
+	atomic_init(&R->alive, (int)o->threads);
+	atomic_init(&R->abort, 0);
+	for (i = 0; i < o->threads; i++) {
+		atomic_init(&R->t[i].made, 0);
+		R->t[i].sigs = R->t[i].errors = 0;
+		R->t[i].error[0] = '\0';
+		R->t[i].started = 0;
+		bench_hist_init(&R->t[i].hist);
 	}
 	if (o->progress)
 		fprintf(stderr,
 		    "dkimkeep-bench: raw: key %s (selector %s) on token \"%s\", %u session%s\n",
-		    key.id_hex, key.meta.selector, hsm_token_label(tok), o->threads,
+		    R->key.id_hex, R->key.meta.selector, hsm_token_label(R->tok), o->threads,
 		    o->threads == 1 ? "" : "s");
-	R.run.what = "raw";
-	R.run.unit = "sigs/s";
-	R.run.warmup = o->warmup;
-	R.run.seconds = o->seconds;
-	R.run.progress = o->progress;
-	R.run.count = raw_count;
-	R.run.mark = raw_mark;
-	R.run.arg = &R;
+	memset(&R->run, 0, sizeof(R->run));
+	atomic_init(&R->run.phase, BENCH_WARMUP);
+	R->run.what = "raw";
+	R->run.unit = "sigs/s";
+	R->run.warmup = o->warmup;
+	R->run.seconds = o->seconds;
+	R->run.progress = o->progress;
+	R->run.count = raw_count;
+	R->run.mark = raw_mark;
+	R->run.arg = R;
 	for (i = 0; i < o->threads; i++) {
-		if (pthread_create(&R.t[i].thread, NULL, raw_main, &R.t[i]) != 0) {
+		if (pthread_create(&R->t[i].thread, NULL, raw_main, &R->t[i]) != 0) {
 			r = dk_err_set(DK_ERR_INTERNAL, "cannot start signing thread %u", i + 1);
 			goto out;
 		}
-		R.t[i].started = 1;
+		R->t[i].started = 1;
 	}
-	bench_run_drive(&R.run, &R.abort);
-	res->elapsed = R.run.elapsed;
+	bench_run_drive(&R->run, &R->abort);
+	res->elapsed += R->run.elapsed;
 	r = 0;
 out:
-	atomic_store(&R.run.phase, BENCH_STOP);
-	for (i = 0; R.t != NULL && i < o->threads; i++) {
-		if (R.t[i].started) {
-			pthread_join(R.t[i].thread, NULL);
-			res->sigs += R.t[i].sigs;
-			res->errors += R.t[i].errors;
-			bench_hist_merge(&res->hist, &R.t[i].hist);
-			if (R.t[i].error[0] && !res->error[0])
-				snprintf(res->error, sizeof(res->error), "%s", R.t[i].error);
-		}
-		if (R.t[i].s != NULL)
-			hsm_session_close(R.t[i].s);
+	atomic_store(&R->run.phase, BENCH_STOP);
+	for (i = 0; i < o->threads; i++) {
+		if (!R->t[i].started)
+			continue;
+		pthread_join(R->t[i].thread, NULL);
+		res->sigs += R->t[i].sigs;
+		res->errors += R->t[i].errors;
+		bench_hist_merge(&res->hist, &R->t[i].hist);
+		if (R->t[i].error[0] && !res->error[0])
+			snprintf(res->error, sizeof(res->error), "%s", R->t[i].error);
 	}
-	free(R.t);
-	if (s0 != NULL)
-		hsm_session_close(s0);
-	hsm_token_close(tok);
-	if (m != NULL)
-		hsm_module_close(m);
 	return r;
+}
+
+void
+bench_raw_close(struct bench_raw *R)
+{
+	unsigned i;
+
+	if (R == NULL)
+		return;
+	for (i = 0; R->t != NULL && i < R->o->threads; i++) {
+		if (R->t[i].s != NULL)
+			hsm_session_close(R->t[i].s);
+	}
+	free(R->t);
+	hsm_token_close(R->tok);
+	if (R->m != NULL)
+		hsm_module_close(R->m);
+	free(R);
 }

@@ -37,11 +37,22 @@ struct bench_raw_result {
 	char error[512]; /* the first signing failure, if any */
 };
 
+struct bench_raw;
+
 /*
  * Open the domain's primary token (module, URI, login with its pin_file),
- * find the key, sign for warmup + seconds.  0 when the run took place;
- * otherwise a dk_err code with detail (token, PIN file or key not found).
+ * find the key, open one session per thread; res gets the key's names and
+ * zero counts.  A dk_err code with detail when the token, the PIN file or
+ * the key cannot be had.  o must outlive *out.
  */
-int bench_raw_run(const struct bench_raw_opts *o, struct bench_raw_result *res);
+int bench_raw_open(
+    const struct bench_raw_opts *o, struct bench_raw **out, struct bench_raw_result *res);
+/*
+ * Sign for o->warmup + o->seconds and add what was measured to res.  0
+ * when the run took place (failed signatures are counted in res).
+ */
+int bench_raw_measure(struct bench_raw *R, struct bench_raw_result *res);
+/* Close the sessions, the token and the module; safe on NULL. */
+void bench_raw_close(struct bench_raw *R);
 
 #endif /* BENCH_RAW_H */

@@ -44,7 +44,8 @@ static const char usage_text[] =
     "SYNOPSIS\n"
     "    dkimkeep-bench [-c FILE] --message FILE --alg A [--clients N] [--inflight W]\n"
     "                   [--seconds S] [--warmup S] [--domains N] [--connections N]\n"
-    "                   [--socket PATH] [--raw-threads N | --no-raw] [--json] [-q]\n"
+    "                   [--rounds R] [--socket PATH] [--raw-threads N | --no-raw]\n"
+    "                   [--json] [-q]\n"
     "\n"
     "DESCRIPTION\n"
     "    Runs N client threads against a running dkimkeepd, each on its own connection\n"
@@ -62,6 +63,10 @@ static const char usage_text[] =
     "    the active key of the first of them, on its primary token, and so needs to\n"
     "    read that token's pin_file.\n"
     "\n"
+    "    On a busy machine the two halves may see different background load.  --rounds R\n"
+    "    alternates them R times (S/R seconds each, each after its own warm-up) and adds\n"
+    "    the rounds up, so that both halves see the same conditions on average.\n"
+    "\n"
     "    Progress goes to stderr; the results to stdout.\n"
     "\n"
     "OPTIONS\n"
@@ -75,6 +80,7 @@ static const char usage_text[] =
     "    --warmup S         time before measuring, not counted (default 2)\n"
     "    --domains N        spread requests over N domains (default 1)\n"
     "    --connections N    idle connections held open during the run (default 0)\n"
+    "    --rounds R         alternate the socket and raw halves R times (default 1)\n"
     "    --socket PATH      the daemon's socket (default: socket= in [daemon])\n"
     "    --raw-threads N    threads (sessions) of the raw half (default: the daemon's\n"
     "                       workers, from its status)\n"
@@ -95,7 +101,7 @@ static const char usage_text[] =
     "    ratio= is msgs/s divided by raw sigs/s.\n"
     "\n"
     "    --json gives: version, alg, message_bytes, clients, inflight, workers, seconds,\n"
-    "    warmup, domains, connections, msgs, msgs_per_s, p50_us, p90_us, p99_us, max_us,\n"
+    "    warmup, rounds, domains, connections, msgs, msgs_per_s, p50_us, p90_us, p99_us, max_us,\n"
     "    mean_us, errors, errors_by_status, raw_threads, raw_sigs, raw_sigs_per_s,\n"
     "    raw_p50_us, raw_p99_us, raw_max_us, raw_errors, ratio, client_cpu_us_per_msg,\n"
     "    raw_cpu_us_per_sig, daemon {pid, threads, connections, rss_kib, hwm_kib,\n"
@@ -116,7 +122,7 @@ struct bench_opts {
 	const char *message;
 	const char *socket;
 	enum dkim_alg alg;
-	unsigned clients, inflight, domains, idle, raw_threads;
+	unsigned clients, inflight, domains, idle, raw_threads, rounds;
 	double seconds, warmup;
 	int no_raw, json, quiet;
 };
@@ -210,6 +216,7 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 	    {"warmup", required_argument, NULL, 'W'},
 	    {"domains", required_argument, NULL, 'd'},
 	    {"connections", required_argument, NULL, 'i'},
+	    {"rounds", required_argument, NULL, 'o'},
 	    {"socket", required_argument, NULL, 'S'},
 	    {"raw-threads", required_argument, NULL, 'r'},
 	    {"no-raw", no_argument, NULL, 'R'},
@@ -250,6 +257,9 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 			break;
 		case 'i':
 			r = opt_uint("connections", optarg, 0, BENCH_IDLE_MAX, &o->idle);
+			break;
+		case 'o':
+			r = opt_uint("rounds", optarg, 1, 1000, &o->rounds);
 			break;
 		case 'S':
 			o->socket = optarg;
@@ -493,7 +503,7 @@ bench_ratio(const struct bench_report *rp)
 static int
 daemon_known(const struct bench_load_result *l)
 {
-	return l->d0.ok && l->d1.ok;
+	return l->daemon_known;
 }
 
 static double
@@ -517,8 +527,8 @@ report_json_daemon(struct dk_json *j, const struct bench_report *rp)
 		dk_json_uint(j, "threads", l->d1.threads);
 		dk_json_uint(j, "rss_kib", l->d1.rss_kib);
 		dk_json_uint(j, "hwm_kib", l->d1.hwm_kib);
-		dk_json_double(j, "cpu_us_per_msg", per_msg(l->d1.cpu_us - l->d0.cpu_us, l->ok));
-		dk_json_double(j, "ctxsw_per_msg", per_msg(l->d1.ctxsw - l->d0.ctxsw, l->ok));
+		dk_json_double(j, "cpu_us_per_msg", per_msg(l->daemon_cpu_us, l->ok));
+		dk_json_double(j, "ctxsw_per_msg", per_msg(l->daemon_ctxsw, l->ok));
 	}
 	dk_json_obj_close(j);
 }
@@ -573,6 +583,7 @@ report_json(const struct bench_report *rp)
 	dk_json_uint(&j, "workers", rp->workers);
 	dk_json_double(&j, "seconds", l->elapsed);
 	dk_json_double(&j, "warmup", o->warmup);
+	dk_json_uint(&j, "rounds", o->rounds);
 	dk_json_uint(&j, "domains", o->domains);
 	dk_json_uint(&j, "connections", o->idle);
 	dk_json_uint(&j, "msgs", l->ok);
@@ -613,10 +624,12 @@ report_text(const struct bench_report *rp)
 	int s;
 
 	printf("dkimkeep-bench %s: %s, %zu-byte message, %u client%s x %u in flight, "
-	       "%u domain%s, %u idle connection%s, %.1f s measured (%.1f s warm-up)\n",
+	       "%u domain%s, %u idle connection%s, %.1f s measured in %u round%s "
+	       "(%.1f s warm-up each)\n",
 	    DKIMKEEP_VERSION, dkim_alg_name(o->alg), rp->message_bytes, o->clients,
 	    o->clients == 1 ? "" : "s", o->inflight, o->domains, o->domains == 1 ? "" : "s",
-	    o->idle, o->idle == 1 ? "" : "s", l->elapsed, o->warmup);
+	    o->idle, o->idle == 1 ? "" : "s", l->elapsed, o->rounds, o->rounds == 1 ? "" : "s",
+	    o->warmup);
 	printf("socket  %9.1f msgs/s  p50=%llu p90=%llu p99=%llu max=%llu us  errors=%llu",
 	    per_s(l->ok, l->elapsed), (unsigned long long)bench_hist_pct(&l->hist, 50),
 	    (unsigned long long)bench_hist_pct(&l->hist, 90),
@@ -638,8 +651,8 @@ report_text(const struct bench_report *rp)
 	if (daemon_known(l) && l->ok > 0)
 		printf(", %u threads, %.0f us CPU/msg, %.2f context switches/msg, "
 		       "rss %.1f MiB (peak %.1f MiB)",
-		    l->d1.threads, per_msg(l->d1.cpu_us - l->d0.cpu_us, l->ok),
-		    per_msg(l->d1.ctxsw - l->d0.ctxsw, l->ok), (double)l->d1.rss_kib / 1024.0,
+		    l->d1.threads, per_msg(l->daemon_cpu_us, l->ok),
+		    per_msg(l->daemon_ctxsw, l->ok), (double)l->d1.rss_kib / 1024.0,
 		    (double)l->d1.hwm_kib / 1024.0);
 	else if (daemon_known(l))
 		printf(", %u threads, rss %.1f MiB (peak %.1f MiB)", l->d1.threads,
@@ -661,31 +674,73 @@ report_text(const struct bench_report *rp)
 		printf("ratio=none\n");
 }
 
-static int
-bench_run_load(const struct bench_opts *o, const char *sock, const struct bench_msg *msgs,
-    const uint8_t *bh, struct bench_report *rp)
+static void
+bench_load_opts_fill(const struct bench_opts *o, const char *sock, const struct bench_msg *msgs,
+    const uint8_t *bh, pid_t daemon_pid, struct bench_load_opts *lo)
 {
-	struct bench_load_opts lo;
-	unsigned want;
+	memset(lo, 0, sizeof(*lo));
+	lo->socket = sock;
+	lo->alg = o->alg == DKIM_ALG_RSA_SHA256 ? DKC_ALG_RSA_SHA256 : DKC_ALG_ED25519_SHA256;
+	lo->msgs = msgs;
+	lo->nmsgs = o->domains;
+	lo->body_hash = bh;
+	lo->clients = o->clients;
+	lo->inflight = o->inflight;
+	lo->idle = o->idle;
+	lo->warmup = o->warmup;
+	lo->seconds = o->seconds / o->rounds;
+	lo->progress = !o->quiet;
+	lo->daemon_pid = daemon_pid;
+}
+
+static void
+bench_raw_opts_fill(const struct bench_opts *o, const struct dk_conf *conf, const char *domain,
+    struct bench_raw_opts *ro)
+{
+	memset(ro, 0, sizeof(*ro));
+	ro->conf = conf;
+	ro->domain = domain;
+	ro->alg = dkim_alg_name(o->alg);
+	ro->threads = o->raw_threads;
+	ro->warmup = o->warmup;
+	ro->seconds = o->seconds / o->rounds;
+	ro->progress = !o->quiet;
+}
+
+/*
+ * Alternate the socket and raw halves o->rounds times, adding them up in
+ * rp.  An error code only when the socket half cannot run; a raw half that
+ * fails is reported in *raw_err and dropped.
+ */
+static int
+bench_rounds(const struct bench_opts *o, const struct bench_load_opts *lo, struct bench_raw *R,
+    struct bench_report *rp, struct bench_raw_result *raw, int *raw_err)
+{
+	struct bench_load_result *one;
+	unsigned i, want;
 	int r;
 
-	memset(&lo, 0, sizeof(lo));
-	lo.socket = sock;
-	lo.alg = o->alg == DKIM_ALG_RSA_SHA256 ? DKC_ALG_RSA_SHA256 : DKC_ALG_ED25519_SHA256;
-	lo.msgs = msgs;
-	lo.nmsgs = o->domains;
-	lo.body_hash = bh;
-	lo.clients = o->clients;
-	lo.inflight = o->inflight;
-	lo.idle = o->idle;
-	lo.warmup = o->warmup;
-	lo.seconds = o->seconds;
-	lo.progress = !o->quiet;
-	lo.daemon_pid = rp->daemon_pid;
-	if ((r = bench_load_run(&lo, rp->load)) != 0)
-		return bench_fail(r, "%s", bench_detail(r));
-	if (rp->load->error[0])
-		fprintf(stderr, "dkimkeep-bench: %s\n", rp->load->error);
+	if ((one = calloc(1, sizeof(*one))) == NULL)
+		return bench_fail(DK_ERR_NOMEM, "out of memory");
+	for (i = 0; i < o->rounds; i++) {
+		if (o->rounds > 1 && !o->quiet)
+			fprintf(stderr, "dkimkeep-bench: round %u of %u\n", i + 1, o->rounds);
+		if ((r = bench_load_run(lo, one)) != 0) {
+			free(one);
+			return bench_fail(r, "%s", bench_detail(r));
+		}
+		if (one->error[0])
+			fprintf(stderr, "dkimkeep-bench: %s\n", one->error);
+		bench_load_merge(rp->load, one);
+		if (R != NULL && *raw_err == 0 && (*raw_err = bench_raw_measure(R, raw)) != 0)
+			fprintf(stderr, "dkimkeep-bench: raw: %s\n", bench_detail(*raw_err));
+	}
+	free(one);
+	if (R != NULL && *raw_err == 0) {
+		rp->raw = raw;
+		if (raw->error[0])
+			fprintf(stderr, "dkimkeep-bench: raw: %s\n", raw->error);
+	}
 	/* The clients, the idle ones, and the one that asked for the status. */
 	want = o->idle + o->clients + 1;
 	if (o->idle > 0 && rp->load->daemon_connections < want)
@@ -697,34 +752,14 @@ bench_run_load(const struct bench_opts *o, const char *sock, const struct bench_
 }
 
 static int
-bench_run_raw(const struct bench_opts *o, const struct dk_conf *conf, const char *domain,
-    struct bench_report *rp, struct bench_raw_result *raw)
-{
-	struct bench_raw_opts ro;
-	int r;
-
-	memset(&ro, 0, sizeof(ro));
-	ro.conf = conf;
-	ro.domain = domain;
-	ro.alg = dkim_alg_name(o->alg);
-	ro.threads = o->raw_threads;
-	ro.warmup = o->warmup;
-	ro.seconds = o->seconds;
-	ro.progress = !o->quiet;
-	if ((r = bench_raw_run(&ro, raw)) != 0)
-		return r;
-	if (raw->error[0])
-		fprintf(stderr, "dkimkeep-bench: raw: %s\n", raw->error);
-	rp->raw = raw;
-	return 0;
-}
-
-static int
 bench_main(struct bench_opts *o)
 {
 	struct bench_load_result *load = NULL;
 	struct bench_raw_result *raw = NULL;
+	struct bench_raw *R = NULL;
 	struct bench_msg *msgs = NULL;
+	struct bench_load_opts lo;
+	struct bench_raw_opts ro;
 	struct bench_report rp;
 	struct dk_conf *conf = NULL;
 	struct dk_buf m;
@@ -754,6 +789,7 @@ bench_main(struct bench_opts *o)
 		goto out;
 	}
 	rp.load = load;
+	bench_hist_init(&load->hist);
 	if ((r = msg_prepare(o, conf, &m, msgs, bh)) != 0) {
 		code = bench_fail(r, "%s", bench_detail(r));
 		goto out;
@@ -764,10 +800,13 @@ bench_main(struct bench_opts *o)
 	}
 	if (o->raw_threads == 0)
 		o->raw_threads = rp.workers;
-	if ((code = bench_run_load(o, sock, msgs, bh, &rp)) != 0)
-		goto out;
-	if (!o->no_raw && (raw_err = bench_run_raw(o, conf, msgs[0].domain, &rp, raw)) != 0)
+	bench_load_opts_fill(o, sock, msgs, bh, rp.daemon_pid, &lo);
+	bench_raw_opts_fill(o, conf, msgs[0].domain, &ro);
+	/* The token first: a PIN or key problem is known before minutes of load. */
+	if (!o->no_raw && (raw_err = bench_raw_open(&ro, &R, raw)) != 0)
 		fprintf(stderr, "dkimkeep-bench: raw: %s\n", bench_detail(raw_err));
+	if ((code = bench_rounds(o, &lo, R, &rp, raw, &raw_err)) != 0)
+		goto out;
 	if (o->json ? report_json(&rp) != 0 : (report_text(&rp), 0)) {
 		code = bench_fail(DK_ERR_NOMEM, "cannot format the results");
 		goto out;
@@ -781,6 +820,7 @@ bench_main(struct bench_opts *o)
 	else
 		code = EX_OK;
 out:
+	bench_raw_close(R);
 	for (i = 0; msgs != NULL && i < o->domains; i++)
 		free(msgs[i].hdr);
 	free(msgs);
@@ -805,6 +845,7 @@ main(int argc, char **argv)
 	o.seconds = 10;
 	o.warmup = 2;
 	o.domains = 1;
+	o.rounds = 1;
 	if ((r = bench_parse(argc, argv, &o)) != 0)
 		return r < 0 ? EX_OK : r;
 	return bench_main(&o);

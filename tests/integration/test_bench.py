@@ -67,6 +67,7 @@ class Bench(EnvTestCase):
                 self.check_doc(d, alg, clients)
                 self.assertEqual(d["domains"], 1)
                 self.assertEqual(d["connections"], 0)
+                self.assertEqual(d["rounds"], 1)
 
     def test_text_progress_domains_and_idle_connections(self):
         cp = self.bench("--alg", "ed25519", "--clients", "2", "--inflight", "2", "--domains", "2",
@@ -85,6 +86,14 @@ class Bench(EnvTestCase):
         self.check_doc(d, "ed25519-sha256", 2)
         self.assertEqual(d["domains"], 2)
         self.assertGreaterEqual(d["daemon"]["connections"], 22)
+
+    def test_rounds(self):
+        """--rounds alternates the halves; the sums still make one sane document."""
+        cp = self.bench("--alg", "ed25519", "--clients", "2", "--rounds", "2", "--json")
+        d = json.loads(cp.stdout)
+        self.check_doc(d, "ed25519-sha256", 2)
+        self.assertEqual(d["rounds"], 2)
+        self.assertEqual(cp.stderr.decode().count("dkimkeep-bench: round "), 2)
 
     def test_no_raw(self):
         cp = self.bench("--alg", "rsa-sha256", "--clients", "1", "--no-raw", "--json", "-q")
