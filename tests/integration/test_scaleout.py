@@ -1,0 +1,284 @@
+"""Many daemons, one HSM: a SoftHSM token exported by a real `p11-kit server` on a
+Unix socket, three dkimkeepd instances reaching it through p11-kit-client.so
+(`env = P11_KIT_SERVER_ADDRESS=...` in [token primary]), and a local SoftHSM
+backup token on each.  Signing load runs on all three; every signature is judged
+by dkimpy against the records `dkimkeep key dns` prints, never by dkimkeep.
+
+Debian 12's p11-kit (0.24.1) does not carry CKM_EDDSA or
+CKM_EC_EDWARDS_KEY_PAIR_GEN over its RPC (p11-glue/p11-kit#668), so the remote
+keys here are RSA; docs/scaling.md says so.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import dkim
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import EnvTestCase, prog, SOFTHSM
+from daemon_harness import World
+
+CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+MSG = (b"From: Joe <joe@example.com>\r\nTo: ann@example.net\r\nSubject: scale out\r\n"
+       b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <s1@example.com>\r\n\r\n"
+       b"Signed through a remote token.\r\n")
+WAIT = 90
+DAEMON = "health_interval = 1s\nsign_timeout_ms = 2000\n"
+
+
+def wait_for(pred, what, timeout=WAIT, step=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+def selectors_of(signed):
+    unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")
+    out = []
+    for line in unfolded.split(b"\n"):
+        if not line.startswith(b"DKIM-Signature:"):
+            break
+        for part in line.split(b";"):
+            part = part.strip()
+            if part.startswith(b"s="):
+                out.append(part[2:].decode())
+    return out
+
+
+class P11KitServer:
+    """`p11-kit server -f` exporting one SoftHSM token (its own token dir) on a socket."""
+
+    def __init__(self, env, label):
+        self.e, self.label = env, label
+        self.dir = env.path("hsm")
+        os.mkdir(self.dir)
+        os.mkdir(os.path.join(self.dir, "tokens"))
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"directories.tokendir = {self.dir}/tokens\n"
+                    "objectstore.backend = file\nlog.level = ERROR\n")
+        self.socket = env.path("p11-kit.sock")
+        self.proc = None
+
+    def env(self):
+        e = dict(self.e.env)
+        e["SOFTHSM2_CONF"] = self.conf
+        e.pop("P11_KIT_SERVER_ADDRESS", None)
+        return e
+
+    def start(self):
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        log = open(self.e.path("p11-kit-server.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["p11-kit", "server", "-f", "-n", self.socket, "--provider", SOFTHSM,
+             f"pkcs11:token={self.label}"], env=self.env(), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self.e.procs.append(self.proc)
+        wait_for(lambda: os.path.exists(self.socket), "p11-kit server listens", timeout=30)
+
+    def kill(self):
+        """The HSM host goes away: the listener and the p11-kit-remote it forked for each
+        connection (killing the listener alone leaves the open connections served)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+class Load:
+    """`dkimkeep sign` in a loop against one daemon; results kept for checking."""
+
+    def __init__(self, env, sock):
+        self.e, self.sock = env, sock
+        self.results, self.lock, self.stop_ev = [], threading.Lock(), threading.Event()
+        self.t = threading.Thread(target=self._run)
+
+    def _run(self):
+        argv = [prog("dkimkeep"), "sign", "--socket", self.sock]
+        while not self.stop_ev.is_set():
+            cp = subprocess.run(argv, input=MSG, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.e.env, timeout=120)
+            with self.lock:
+                self.results.append((cp.returncode, cp.stdout, cp.stderr))
+
+    def start(self):
+        self.t.start()
+        return self
+
+    def finish(self):
+        self.stop_ev.set()
+        self.t.join(timeout=300)
+        return self.results
+
+    def count(self):
+        with self.lock:
+            return len(self.results)
+
+    def seen(self, selector, after=0):
+        with self.lock:
+            return any(rc == 0 and selector in selectors_of(out)
+                       for rc, out, _ in self.results[after:])
+
+
+class ScaleOut(EnvTestCase):
+    def setUp(self):
+        super().setUp()
+        if not os.path.exists(CLIENT_MODULE) or shutil.which("p11-kit") is None:
+            self.fail(f"{CLIENT_MODULE} or p11-kit missing: install p11-kit and p11-kit-modules")
+        e = self.e
+        self.hsm = P11KitServer(e, "dk-remote")
+        # The security officer initializes the HSM's token on the HSM host (SoftHSM direct).
+        admin = e.token_section("primary", "dk-remote")
+        e.write_config(admin)
+        e.run([prog("dkimkeep"), "-c", e.conf, "token", "init", "--token", "primary",
+               "--label", "dk-remote", "--so-pin-file", e.pin("so.pin", "87654321"),
+               "--pin-file", e.path("primary.pin")], check=0, env={"SOFTHSM2_CONF": self.hsm.conf})
+        self.hsm.start()
+        conf = (f"[daemon]\nsocket = {e.socket}\nworkers = 2\nstep_interval = 1s\n{DAEMON}\n"
+                f"[token primary]\nmodule = {CLIENT_MODULE}\nuri = pkcs11:token=dk-remote\n"
+                f"pin_file = {e.path('primary.pin')}\n"
+                f"env = P11_KIT_SERVER_ADDRESS=unix:path={self.hsm.socket}\n\n")
+        conf += e.token_section("backup", "dk-backup")
+        conf += ("[domain example.com]\nalgorithms = rsa-sha256\nprimary = primary\n"
+                 "backup = backup\n\n"
+                 f"[client tests]\nuid = {os.getuid()}\ndomains = example.com\n\n")
+        e.write_config(conf)
+        e.init_token("backup", "dk-backup")
+        # Admin commands through the remote token: the keys are made in the HSM over RPC.
+        e.cli("key", "generate", "--domain", "example.com", "--alg", "rsa-sha256", "--activate")
+        e.cli("key", "generate", "--domain", "example.com", "--alg", "rsa-sha256",
+              "--slot", "backup")
+        self.daemons = []
+
+    def records(self):
+        cp = self.e.cli("key", "dns", "--json")
+        return {r["name"].rstrip("."): r["value"] for r in json.loads(cp.stdout)}
+
+    def keys(self):
+        return json.loads(self.e.cli("key", "list", "--json").stdout)
+
+    def start_daemons(self, n=3):
+        e = self.e
+        with open(e.conf) as f:
+            text = f.read()
+        for i in range(n):
+            sock = e.path(f"sign{i}.sock")
+            conf = e.write(f"d{i}.conf", text.replace(f"socket = {e.socket}", f"socket = {sock}"))
+            log = open(e.path(f"d{i}.log"), "ab")
+            p = subprocess.Popen([prog("dkimkeepd"), "-c", conf, "-f"], env=e.env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            log.close()
+            e.procs.append(p)
+            w = World.__new__(World)
+            w.e, w.daemon = e, p
+            old, e.socket = e.socket, sock
+            try:
+                w.wait_ready()
+            finally:
+                e.socket = old
+            self.daemons.append((p, sock, e.path(f"d{i}.log")))
+        self.addCleanup(lambda: getattr(getattr(self, "_outcome", None), "success", True)
+                        or print("\n".join(open(lg, errors="replace").read()[-4000:]
+                                           for _, _, lg in self.daemons)))
+
+    def check_all(self, results, records):
+        """Every signed message verifies with dkimpy; returns the failures."""
+        def dnsfunc(name, timeout=5):
+            if isinstance(name, bytes):
+                name = name.decode()
+            v = records.get(name.rstrip("."))
+            return v.encode() if v else None
+        bad = []
+        for rc, out, err in results:
+            if rc != 0:
+                bad.append(f"exit {rc}: {err.decode(errors='replace')}")
+            elif not selectors_of(out) or not dkim.DKIM(out).verify(dnsfunc=dnsfunc):
+                bad.append(f"does not verify: {out[:300]!r}")
+        return bad
+
+    def stop_daemons(self):
+        for p, _, _ in self.daemons:
+            p.send_signal(signal.SIGTERM)
+        for p, _, _ in self.daemons:
+            self.assertEqual(p.wait(timeout=60), 0)
+
+    def test_three_daemons_sign_through_p11kit(self):
+        """Three daemons on one remote token: all sign, every signature verifies, and the
+        key list through p11-kit shows the remote keys."""
+        self.start_daemons()
+        remote = [k for k in self.keys() if k["slot"] == "primary"]
+        self.assertEqual(len(remote), 1)
+        self.assertEqual(remote[0]["token"], "primary")
+        loads = [Load(self.e, s).start() for _, s, _ in self.daemons]
+        try:
+            wait_for(lambda: all(l.count() >= 15 for l in loads), "15 signatures per daemon")
+        finally:
+            results = [r for l in loads for r in l.finish()]
+        self.assertEqual(self.check_all(results, self.records()), [])
+        for l in loads:
+            self.assertTrue(l.seen(remote[0]["selector"]), "a daemon never signed remotely")
+        self.stop_daemons()
+
+    def lose_server(self):
+        """Load on all three daemons, then the HSM host dies: every daemon fails over to its
+        local backup token, and no request fails.  Returns (loads, primary, records)."""
+        self.start_daemons()
+        ks = self.keys()
+        primary = [k["selector"] for k in ks if k["slot"] == "primary"][0]
+        standby = [k["selector"] for k in ks if k["slot"] == "backup"][0]
+        records = self.records()
+        loads = [Load(self.e, s).start() for _, s, _ in self.daemons]
+        try:
+            wait_for(lambda: all(l.seen(primary) for l in loads), "all sign with the primary")
+            self.hsm.kill()
+            marks = [l.count() for l in loads]
+            wait_for(lambda: all(l.seen(standby, m) for l, m in zip(loads, marks)),
+                     "all fail over to the standby key")
+        except BaseException:
+            for l in loads:
+                l.finish()
+            raise
+        return loads, primary, records
+
+    def test_server_lost(self):
+        """The p11-kit server and its connections die under load: every daemon fails over
+        to its local backup token without a failed request; every signature verifies."""
+        loads, _, records = self.lose_server()
+        marks = [l.count() for l in loads]
+        try:
+            wait_for(lambda: all(l.count() > m + 5 for l, m in zip(loads, marks)),
+                     "more signatures with the standby")
+        finally:
+            results = [r for l in loads for r in l.finish()]
+        self.assertEqual(self.check_all(results, records), [])
+        self.stop_daemons()
+
+    @unittest.expectedFailure
+    def test_server_back(self):
+        """KNOWN GAP, not a pass: after the server comes back, p11-kit-client.so needs
+        C_Finalize + C_Initialize to connect again (a new session on the old
+        initialization keeps failing with CKR_DEVICE_ERROR), and the daemon's health check
+        only opens sessions.  Re-initializing needs a per-token module handle and a way to
+        retire the workers' sessions first; see docs/scaling.md, "Losing the HSM"."""
+        loads, primary, records = self.lose_server()
+        try:
+            self.hsm.start()
+            marks = [l.count() for l in loads]
+            wait_for(lambda: all(l.seen(primary, m) for l, m in zip(loads, marks)),
+                     "all come back to the remote primary key", timeout=30)
+        finally:
+            results = [r for l in loads for r in l.finish()]
+        self.assertEqual(self.check_all(results, records), [])
+        self.stop_daemons()
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
