@@ -122,9 +122,29 @@ on_error = accept
     put("config", "errors", b"[domain x]\nalgorithms = rsa-sha1\n")
 
 
+def audit_json():
+    put("audit_json", "sign", b'{"v":1,"seq":15,"time":"2026-11-25T00:24:22.935716Z","event":"sign",'
+        b'"outcome":"ok","client":"postfix","uid":101,"gid":104,"pid":27272,"req":1,'
+        b'"domain":"example.com","sigs":[{"alg":"rsa-sha256","selector":"s202611-rsa",'
+        b'"slot":"primary","key_id":"8bfd3eda5a375cb4","token":"dk-primary"}],'
+        b'"bh":"Ck5SoRNWUpSR4X0COv7R5ub2pUTtl6xz4dTFz++ji4M=","mid":"5184b633",'
+        b'"prev":"8bde992f5987e3b9f563cac4fa143f1fb3cd01da4b6539cbc548c12da611ea91"}')
+    put("audit_json", "escapes", b'{"v":1,"event":"daemon.reload","outcome":"failed",'
+        b'"error":"bad \\"x\\" \\u0041\\n","list":[1,2,[true,false,null]],"n":-3}')
+
+
+def milter_msg():
+    put("milter_msg", "plain", b"\x00From\x00Joe <joe@example.com>\x00To\x00a@example.net\x00"
+        b"Subject\x00hi\x00\x00body line\r\n\r\n")
+    put("milter_msg", "leadspc-folded", b"\x01From\x00 x@example.com\x00Subject\x00 a\n\tb\x00"
+        b"X-Empty\x00\x00\x00")
+
+
 if __name__ == "__main__":
     frames()
     responses()
     meta()
     b64()
     config()
+    audit_json()
+    milter_msg()
