@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "audit/dka_rec.h"
@@ -201,6 +202,39 @@ dka_header_message_id(const uint8_t *hs, size_t len, char *out, size_t outlen)
 		return 0;
 	}
 	return DK_ERR_NOT_FOUND;
+}
+
+void
+dka_mac_hour(int64_t us, char *out)
+{
+	char t[DKA_TIME_LEN + 1];
+
+	dka_time_format(us, t);
+	memcpy(out, t, DKA_HOUR_LEN);
+	out[DKA_HOUR_LEN] = '\0';
+}
+
+int
+dka_hour_key_input(const char *hour, struct dk_buf *out)
+{
+	int r;
+
+	if ((r = dk_buf_put(out, DKA_MAC_HOUR, sizeof(DKA_MAC_HOUR))) != 0)
+		return r;
+	return dk_buf_puts(out, hour);
+}
+
+int
+dka_hmac(
+    const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN])
+{
+	unsigned int outlen = DKA_MAC_LEN;
+
+	if (keylen > INT32_MAX ||
+	    HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &outlen) == NULL ||
+	    outlen != DKA_MAC_LEN)
+		return dk_err_set(DK_ERR_INTERNAL, "OpenSSL HMAC-SHA256 failed");
+	return 0;
 }
 
 int

@@ -66,6 +66,24 @@ int dka_checkpoint_msg(uint64_t seq, const char *time, const char *head_hex, str
 #define DKA_MID_MAX      998 /* a Message-ID is one header line at most (RFC 5322 §2.1.1) */
 #define DKA_MAC_MID      "dkimkeep-audit-message-id-v1"
 #define DKA_MAC_IDENTITY "dkimkeep-audit-identity-v1"
+#define DKA_MAC_HOUR     "dkimkeep-audit-hour-key-v1"
+#define DKA_MAC_LEN      32
+#define DKA_HOUR_LEN     13 /* "2026-11-24T23" */
+
+/*
+ * The hashes are made with a key per hour: the token computes
+ * K_hour = HMAC-SHA256(audit key, DKA_MAC_HOUR NUL "YYYY-MM-DDTHH") once an
+ * hour, and each record's hash is HMAC-SHA256(K_hour, what dka_mac_input
+ * gives) for the hour of the record's time.  One token call per hour
+ * instead of one per message (docs/audit.md "Privacy").
+ */
+/* "YYYY-MM-DDTHH" (UTC) of a record time into out (DKA_HOUR_LEN + 1 bytes). */
+void dka_mac_hour(int64_t us, char *out);
+/* What the token hashes to make the key of hour. */
+int dka_hour_key_input(const char *hour, struct dk_buf *out);
+/* HMAC-SHA256 in software (OpenSSL), with a key the token derived. */
+int dka_hmac(
+    const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN]);
 
 /*
  * The value of the first Message-ID field of a header section, unfolded,

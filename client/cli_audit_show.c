@@ -76,8 +76,13 @@ struct show {
 	/* filters */
 	int64_t since_us;
 	const char *domain, *client;
+	/* --message-id: what is hashed, the token, and the hash in the hour last seen */
 	int have_mid;
-	char mid[2 * HSM_AUDIT_MAC_LEN + 1];
+	struct dk_conf *conf;
+	struct cli_audit_tok at;
+	struct dk_buf mid_in;
+	char mid_hour[DKA_HOUR_LEN + 1];
+	char mid[2 * DKA_MAC_LEN + 1];
 	/* totals */
 	uint64_t records, shown, unreadable, checkpoints, lost;
 	char first[DKA_TIME_LEN + 1], last[DKA_TIME_LEN + 1];
@@ -213,11 +218,41 @@ is_rotation(const char *event)
 	return 0;
 }
 
-/* Does the record pass --since, --domain, --client, --message-id? */
+/*
+ * The keyed hash the --message-id has in the hour of us: the hour's key
+ * comes from the token (as the daemon derives it), the HMAC is made here.
+ */
 static int
-wanted(const struct show *s, const struct dka_jdoc *d, int64_t us)
+mid_for_hour(struct show *s, int64_t us)
+{
+	uint8_t key[DKA_MAC_LEN], mac[DKA_MAC_LEN];
+	char hour[DKA_HOUR_LEN + 1];
+	struct dk_buf in;
+	int r;
+
+	dka_mac_hour(us, hour);
+	if (strcmp(hour, s->mid_hour) == 0)
+		return 0;
+	dk_buf_init(&in, 128);
+	if ((r = dka_hour_key_input(hour, &in)) != 0 ||
+	    (r = hsm_audit_hmac(s->at.s, &s->at.keys, in.data, in.len, key)) != 0 ||
+	    (r = dka_hmac(key, sizeof(key), s->mid_in.data, s->mid_in.len, mac)) != 0)
+		goto out;
+	dka_hex(mac, sizeof(mac), s->mid);
+	memcpy(s->mid_hour, hour, sizeof(hour));
+out:
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(mac, sizeof(mac));
+	dk_buf_free(&in);
+	return r;
+}
+
+/* Does the record pass --since, --domain, --client, --message-id?  1, 0, or an error. */
+static int
+wanted(struct show *s, const struct dka_jdoc *d, int64_t us)
 {
 	const char *v;
+	int r;
 
 	if (us < s->since_us)
 		return 0;
@@ -227,10 +262,13 @@ wanted(const struct show *s, const struct dka_jdoc *d, int64_t us)
 	if (s->client != NULL && ((v = str_or(d, "client", str_or(d, "user", NULL))) == NULL ||
 	                             strcmp(v, s->client) != 0))
 		return 0;
-	if (s->have_mid &&
-	    ((v = dka_json_str(d, 0, "mid", NULL)) == NULL || strcmp(v, s->mid) != 0))
+	if (!s->have_mid)
+		return 1;
+	if ((v = dka_json_str(d, 0, "mid", NULL)) == NULL)
 		return 0;
-	return 1;
+	if ((r = mid_for_hour(s, us)) != 0)
+		return r;
+	return strcmp(v, s->mid) == 0;
 }
 
 static void
@@ -290,7 +328,7 @@ collect(struct show *s, const uint8_t *line, size_t len, const char *time, int64
 	char day[11], who[NAME_MAX_];
 	struct group *g = NULL;
 	uint64_t lost;
-	int r;
+	int r = 0;
 
 	if (strcmp(event, "checkpoint") == 0) {
 		s->checkpoints++;
@@ -302,8 +340,8 @@ collect(struct show *s, const uint8_t *line, size_t len, const char *time, int64
 			s->lost += lost;
 		return keep(s, &s->events, line, len);
 	}
-	if (strncmp(event, "log.", 4) == 0 || !wanted(s, d, us))
-		return 0;
+	if (strncmp(event, "log.", 4) == 0 || (r = wanted(s, d, us)) <= 0)
+		return r;
 	s->shown++;
 	/* The daemon's start, stop and reload are listed, not counted in a row. */
 	if (user == NULL && strncmp(event, "daemon.", 7) == 0)
@@ -615,33 +653,21 @@ parse_since(const char *v, int64_t *us)
 	    v);
 }
 
-/* The keyed hash of a Message-ID, computed in the audit token as the daemon does. */
+/* --message-id: the audit token (its key makes the hashes) and what is hashed. */
 static int
-mid_hash(const char *conf_path, const char *mid, char *hex)
+mid_setup(struct show *s, const char *conf_path, const char *mid)
 {
-	uint8_t mac[HSM_AUDIT_MAC_LEN];
-	struct cli_audit_tok at;
-	struct dk_conf *c = NULL;
-	struct dk_buf in;
 	int r;
 
-	memset(&at, 0, sizeof(at));
-	dk_buf_init(&in, DKA_MID_MAX + 64);
-	if (strlen(mid) > DKA_MID_MAX) {
-		r = dk_err_set(DK_ERR_USAGE, "--message-id is longer than %d bytes", DKA_MID_MAX);
-		goto out;
-	}
-	if ((r = cli_conf_load(conf_path, &c)) != 0 || (r = cli_audit_tok_open(c, 0, &at)) != 0 ||
-	    (r = dka_mac_input(DKA_MAC_MID, mid, strlen(mid), &in)) != 0 ||
-	    (r = hsm_audit_hmac(at.s, &at.keys, in.data, in.len, mac)) != 0)
-		goto out;
-	dka_hex(mac, sizeof(mac), hex);
-out:
-	explicit_bzero(mac, sizeof(mac));
-	dk_buf_free(&in);
-	cli_audit_tok_close(&at);
-	dk_conf_free(c);
-	return r;
+	if (strlen(mid) > DKA_MID_MAX)
+		return dk_err_set(
+		    DK_ERR_USAGE, "--message-id is longer than %d bytes", DKA_MID_MAX);
+	if ((r = cli_conf_load(conf_path, &s->conf)) != 0 ||
+	    (r = cli_audit_tok_open(s->conf, 0, &s->at)) != 0 ||
+	    (r = dka_mac_input(DKA_MAC_MID, mid, strlen(mid), &s->mid_in)) != 0)
+		return r;
+	s->have_mid = 1;
+	return 0;
 }
 
 static int
@@ -689,11 +715,8 @@ show_parse(int argc, char **argv, const struct cli_ctx *ctx, struct show *s, int
 	if (optind >= argc)
 		return cli_fail(DK_ERR_USAGE, "audit show needs the log files, oldest first; see "
 		                              "\"dkimkeep audit show --help\"");
-	if (mid != NULL) {
-		if ((r = mid_hash(conf_path, mid, s->mid)) != 0)
-			return cli_fail(r, "audit show --message-id: %s", dk_err_detail());
-		s->have_mid = 1;
-	}
+	if (mid != NULL && (r = mid_setup(s, conf_path, mid)) != 0)
+		return cli_fail(r, "audit show --message-id: %s", dk_err_detail());
 	return -1;
 }
 
@@ -721,6 +744,9 @@ show_free(struct show *s)
 	list_free(&s->matches);
 	free(s->g);
 	free(s->index);
+	cli_audit_tok_close(&s->at);
+	dk_conf_free(s->conf);
+	dk_buf_free(&s->mid_in);
 	if (s->doc != NULL)
 		dka_json_free(s->doc);
 	free(s->doc);
@@ -736,6 +762,7 @@ cli_audit_show(int argc, char **argv, const struct cli_ctx *ctx)
 	int json = 0, code, r = 0;
 
 	memset(&s, 0, sizeof(s));
+	dk_buf_init(&s.mid_in, DKA_MID_MAX + 64);
 	dk_buf_init(&out, OUT_MAX);
 	if ((code = show_parse(argc, argv, ctx, &s, &json)) >= 0)
 		goto out;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/dk_err.h"
@@ -438,6 +439,7 @@ audit_main(void *arg)
 			reopen_file(a);
 	}
 	audit_token_close(a);
+	audit_hour_key_wipe(a);
 	return NULL;
 }
 
@@ -495,6 +497,8 @@ dkd_audit_start(const struct dkd_audit_params *p, struct dkd_audit **out)
 	a->tok = p->token;
 	a->outbox = p->outbox;
 	a->open_reason = "start";
+	/* The hour key must not reach swap (best effort: a daemon without the right still runs). */
+	(void)mlock(a->hour_key, sizeof(a->hour_key));
 	if (p->conf_path != NULL && (a->conf_path = strdup(p->conf_path)) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto fail;

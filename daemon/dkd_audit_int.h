@@ -67,9 +67,11 @@ struct dkd_audit {
 	unsigned sess_gen;
 	struct hsm_audit_keys keys;
 	int have_keys;
-	int64_t token_retry_us;    /* no new session before this after a failure */
-	int64_t unsealed_since_us; /* first record after the last checkpoint, 0: none */
-	uint64_t lost;             /* records not written (audit_fail = open) */
+	int64_t token_retry_us;        /* no new session before this after a failure */
+	uint8_t hour_key[DKA_MAC_LEN]; /* K_hour of hour (mlock'ed, wiped when replaced) */
+	char hour[DKA_HOUR_LEN + 1];   /* "" when there is none */
+	int64_t unsealed_since_us;     /* first record after the last checkpoint, 0: none */
+	uint64_t lost;                 /* records not written (audit_fail = open) */
 	char lost_why[AUDIT_TEXT_MAX];
 	int64_t logged_us; /* last error logged (rate limit) */
 };
@@ -90,5 +92,7 @@ const struct dka_head *audit_anchor_load(struct dkd_audit *a, struct dka_head *h
 void audit_anchor_store(struct dkd_audit *a, const struct dka_batch *b);
 /* Close the audit thread's session. */
 void audit_token_close(struct dkd_audit *a);
+/* Wipe the hour key (at exit). */
+void audit_hour_key_wipe(struct dkd_audit *a);
 
 #endif /* DKD_AUDIT_INT_H */

@@ -493,6 +493,33 @@ test_message_id(void **state)
 	dk_buf_free(&in);
 }
 
+static void
+test_hour_key_and_hmac(void **state)
+{
+	static const char data[] = "what do ya want for nothing?";
+	uint8_t mac[DKA_MAC_LEN];
+	char hex[2 * DKA_MAC_LEN + 1], hour[DKA_HOUR_LEN + 1];
+	struct dk_buf in;
+
+	(void)state;
+	/* RFC 4231 §4.3, test case 2 */
+	assert_int_equal(
+	    dka_hmac((const uint8_t *)"Jefe", 4, (const uint8_t *)data, strlen(data), mac), 0);
+	dka_hex(mac, sizeof(mac), hex);
+	assert_string_equal(
+	    hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	dka_mac_hour(1795562944123456LL, hour);
+	assert_string_equal(hour, "2026-11-24T23");
+	dk_buf_init(&in, 128);
+	assert_int_equal(dka_hour_key_input(hour, &in), 0);
+	assert_int_equal(in.len, sizeof(DKA_MAC_HOUR) + DKA_HOUR_LEN);
+	assert_memory_equal(in.data,
+	    DKA_MAC_HOUR "\0"
+	                 "2026-11-24T23",
+	    in.len);
+	dk_buf_free(&in);
+}
+
 int
 main(void)
 {
@@ -509,6 +536,7 @@ main(void)
 	    cmocka_unit_test(test_file_write_fails),
 	    cmocka_unit_test(test_lines),
 	    cmocka_unit_test(test_message_id),
+	    cmocka_unit_test(test_hour_key_and_hmac),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
