@@ -16,6 +16,7 @@
 #include "common/dk_err.h"
 #include "common/dk_json.h"
 #include "common/dk_time.h"
+#include "rotate/rot_lease.h"
 
 #define OUT_MAX     (4 * 1024 * 1024)
 #define CONFIRM_MAX 128
@@ -60,7 +61,8 @@ static const char step_usage[] =
     "smaller than rsa_bits, a ring without a key).  A ring that cannot go on (token\n"
     "down, DNS not showing the record, an update refused) keeps its signing key and is\n"
     "retried at the next step.  Safe to run at any time, also beside running daemons:\n"
-    "each move reads the key again from the token and skips what another moved.\n"
+    "one process at a time drives the rings of a token (a lease kept in the token);\n"
+    "while a daemon or another \"key step\" holds it, that token's rings are only read.\n"
     "\n"
     "Options:\n"
     "  --domain D              only this domain\n"
@@ -350,10 +352,45 @@ rot_exit(const struct rot_args *a, const struct rot_ctx *c, int r)
 	return EX_OK;
 }
 
+/*
+ * "key step": take the rotation lease of every open token (rotate/rot_lease.h);
+ * a token another process drives is read, not moved.  held[i] says which to
+ * release at the end.
+ */
+static void
+step_leases(struct rot_lease *l, struct rot_tok *toks, size_t n, int *held)
+{
+	char until[32];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		held[i] = 0;
+		if (toks[i].s == NULL)
+			continue;
+		if (rot_lease_take(l, toks[i].s, &held[i]) != 0)
+			fprintf(stderr,
+			    "dkimkeep: token \"%s\": %s; its rings are read, not moved\n",
+			    toks[i].name, dk_err_detail());
+		else if (!held[i]) {
+			dk_time_rfc3339((time_t)l->other_expiry, until, sizeof(until));
+			fprintf(stderr,
+			    "dkimkeep: token \"%s\": rotation is driven by %s (lease until %s); "
+			    "its "
+			    "rings are read, not moved\n",
+			    toks[i].name, l->other[0] ? l->other : "another process",
+			    l->other_expiry ? until : "its decision");
+		}
+		toks[i].observe = !held[i];
+	}
+}
+
 static int
 rot_command(const struct rot_args *a)
 {
 	static struct rot_tok toks[DK_CONF_MAX_TOKENS];
+	int held[DK_CONF_MAX_TOKENS] = {0};
+	struct rot_lease lease;
+	size_t i;
 	char domain[HSM_DOMAIN_MAX + 1];
 	struct dk_conf *conf = NULL;
 	struct cli_toks ts;
@@ -384,7 +421,20 @@ rot_command(const struct rot_args *a)
 	o.conf = conf;
 	if (o.json)
 		dk_json_arr_open(&o.j, NULL);
+	if (strcmp(a->cmd, "step") == 0) {
+		/*
+		 * A step takes seconds: a lease left by a killed command blocks the
+		 * daemons' steps for at most ttl + their allowed clock difference.
+		 */
+		if ((r = rot_lease_init(&lease, "dkimkeep", 20, 10)) != 0)
+			goto out;
+		step_leases(&lease, toks, c.ntoks, held);
+	}
 	r = rot_run(a, &c, a->domain != NULL ? domain : NULL);
+	for (i = 0; i < c.ntoks; i++)
+		if (held[i] && rot_lease_release(&lease, toks[i].s) != 0)
+			fprintf(stderr, "dkimkeep: token \"%s\": %s; the lease ends by itself\n",
+			    toks[i].name, dk_err_detail());
 	if (o.json) {
 		dk_json_arr_close(&o.j);
 		if (dk_json_finish(&o.j) == 0)

@@ -15,6 +15,7 @@
 #include "daemon/dkd_keyset.h"
 #include "daemon/dkd_notify.h"
 #include "daemon/dkd_rotate.h"
+#include "rotate/rot_lease.h"
 #include "rotate/rotate.h"
 
 #define ALERT_REPEAT_S 3600 /* the same alert about the same key is sent again after this */
@@ -29,9 +30,11 @@ struct rot_job {
 };
 
 static atomic_int rot_busy;
-static time_t rot_next;     /* loop thread only */
-static int rot_steps;       /* step thread only (one at a time) */
-static uint64_t rot_digest; /* step thread only */
+static time_t rot_next;            /* loop thread only */
+static int rot_steps;              /* step thread only (one at a time) */
+static uint64_t rot_digest;        /* step thread only */
+static struct rot_lease rot_lease; /* step thread only; made at the first step */
+static int rot_lease_ok;           /* step thread only */
 
 /* Alerts already sent, so that a ring stuck for days does not page every minute. */
 static struct {
@@ -113,6 +116,50 @@ step_open(struct dkd_tokens *tokens, struct rot_tok *toks)
 	}
 }
 
+/*
+ * One driver per token among every daemon and operator on it
+ * (rotate/rot_lease.h): on a token whose lease another holds, this step
+ * only reads the keys, and reloads the rings when the driver moved them.
+ */
+static void
+step_lease(const struct dk_conf *conf, struct dkd_tokens *tokens, struct rot_tok *toks)
+{
+	int64_t iv = conf->daemon.step_interval;
+	size_t i;
+	int held;
+
+	if (!rot_lease_ok) {
+		/* Lasts three steps unrenewed; a clock difference of one step is allowed. */
+		if (rot_lease_init(&rot_lease, "dkimkeepd", iv * 3 > 10 ? iv * 3 : 10,
+		        iv < 30 ? iv : 30) != 0) {
+			dk_log_err(
+			    "rotation: %s; this daemon only reads the rings", dk_err_detail());
+			for (i = 0; i < tokens->n; i++)
+				toks[i].observe = 1;
+			return;
+		}
+		rot_lease_ok = 1;
+	}
+	for (i = 0; i < tokens->n; i++) {
+		if (toks[i].s == NULL)
+			continue;
+		if (rot_lease_take(&rot_lease, toks[i].s, &held) != 0) {
+			dk_log_warn(
+			    "rotation: token \"%s\": the lease cannot be taken: %s; its rings "
+			    "are not moved by this step",
+			    tokens->v[i].name, dk_err_detail());
+			held = 0;
+		} else if (rot_lease.taken) {
+			dk_log_info("rotation lease of token \"%s\" taken by %s", tokens->v[i].name,
+			    rot_lease.holder);
+		} else if (!held) {
+			dk_log_debug("rotation: token \"%s\" is driven by %s", tokens->v[i].name,
+			    rot_lease.other[0] ? rot_lease.other : "another process");
+		}
+		toks[i].observe = !held;
+	}
+}
+
 static void *
 step_main(void *arg)
 {
@@ -124,6 +171,7 @@ step_main(void *arg)
 	if ((toks = calloc(job->tokens->n + 1, sizeof(*toks))) == NULL)
 		goto out;
 	step_open(job->tokens, toks);
+	step_lease(job->ks->conf, job->tokens, toks);
 	memset(&c, 0, sizeof(c));
 	c.conf = job->ks->conf;
 	c.toks = toks;

@@ -258,4 +258,29 @@ int hsm_audit_anchor_get(struct hsm_session *s, struct hsm_audit_anchor *out);
 /* Replace the anchor (the new object is written before the old is removed). */
 int hsm_audit_anchor_set(struct hsm_session *s, const struct hsm_audit_anchor *a);
 
+/* ---- rotation lease (hsm_lease.c): objects for rotate/rot_lease.c ------- */
+
+/*
+ * A lease object is a private CKO_DATA object, CKA_APPLICATION
+ * HSM_LEASE_APPLICATION, CKA_LABEL naming what it covers, CKA_VALUE a short
+ * text that rotate/ writes and reads.  It is created and destroyed whole,
+ * never edited (PKCS#11 has no compare-and-swap; SoftHSM refuses to change
+ * CKA_VALUE of a data object).
+ */
+#define HSM_LEASE_APPLICATION "dkimkeep-lease"
+#define HSM_LEASE_VALUE_MAX   256
+#define HSM_LEASES_MAX	      64
+
+struct hsm_lease {
+	unsigned long obj; /* object handle */
+	char value[HSM_LEASE_VALUE_MAX + 1];
+};
+
+/* Every lease object with CKA_LABEL label; *out malloc'd, caller frees. */
+int hsm_lease_list(struct hsm_session *s, const char *label, struct hsm_lease **out, size_t *n);
+/* Create one lease object (one C_CreateObject); its handle in *obj. */
+int hsm_lease_create(struct hsm_session *s, const char *label, const char *value, unsigned long *obj);
+/* Destroy a lease object; one already gone counts as destroyed. */
+int hsm_lease_destroy(struct hsm_session *s, unsigned long obj);
+
 #endif /* HSM_H */

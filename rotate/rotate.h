@@ -29,6 +29,7 @@
 struct rot_tok {
 	const char *name;      /* [token NAME] */
 	struct hsm_session *s; /* NULL: the token is unavailable (reported, skipped) */
+	int observe; /* another process holds the rotation lease: read, never move */
 };
 
 enum rot_level {

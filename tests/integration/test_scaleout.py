@@ -23,6 +23,7 @@ import dkim
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import EnvTestCase, prog, SOFTHSM
 from daemon_harness import World
+from rotation_harness import Knot, Load as LiveLoad, keys, rotation_config, signing_keys
 
 CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 MSG = (b"From: Joe <joe@example.com>\r\nTo: ann@example.net\r\nSubject: scale out\r\n"
@@ -279,6 +280,88 @@ class ScaleOut(EnvTestCase):
             results = [r for l in loads for r in l.finish()]
         self.assertEqual(self.check_all(results, records), [])
         self.stop_daemons()
+
+    def test_rotation_three_daemons(self):
+        """A rotation through the remote token with three daemons signing: one of them
+        drives it (the lease), 0 requests fail, every signature verifies against the
+        records knot serves at that moment, and all three move to the new key."""
+        e = self.e
+        knot = Knot(e, json.loads(e.cli("key", "dns", "--json").stdout))
+        rotation_config(e, knot, "publish_wait = 1s\nretire_after = 2s\ndestroy_after = 2s\n"
+                        "dns_publish = rfc2136\n", notify=False)
+        self.start_daemons()
+        loads = [LiveLoad(e, knot, s, threads=1).start() for _, s, _ in self.daemons]
+        try:
+            old = signing_keys(e)[("rsa-sha256", "primary")]
+            wait_for(lambda: all(l.seen([old]) for l in loads), "all sign with the old key")
+            e.cli("key", "rotate", "--domain", "example.com")
+            wait_for(lambda: signing_keys(e)[("rsa-sha256", "primary")] != old,
+                     "the new key is active")
+            new = signing_keys(e)[("rsa-sha256", "primary")]
+            t0 = time.monotonic()
+            wait_for(lambda: all(l.seen([new]) for l in loads), "all three sign with the new key")
+            # Within one step interval of a reload; the slack is for loaded test machines.
+            self.assertLess(time.monotonic() - t0, 15)
+            wait_for(lambda: old not in {k["selector"] for k in keys(e)}, "the old key is destroyed")
+        finally:
+            for l in loads:
+                l.finish()
+        for l in loads:
+            self.assertEqual(l.failures(), [])
+            self.assertGreater(len(l.results), 5)
+        self.assertEqual([k["selector"] for k in keys(e) if k["slot"] == "primary"], [new])
+        for token in ("primary", "backup"):
+            took = []
+            for _, _, lg in self.daemons:
+                with open(lg, errors="replace") as f:
+                    took += [lg] * f.read().count(f'rotation lease of token "{token}" taken')
+            self.assertEqual(len(took), 1, f"token {token}: the lease was taken {took}")
+        self.stop_daemons()
+
+
+class LeaseRace(EnvTestCase):
+    def test_racing_key_step(self):
+        """Three "key step" started together, round after round, through a whole rotation:
+        never two active keys, never a key lost, each move made once, and in each round at
+        most one of them moves anything (the others are told who drives)."""
+        e = self.e
+        # step_interval: a retired key is revoked two intervals after (docs/rotation.md).
+        w = World(e, algs=("rsa-sha256",), backup=False, extra_daemon="step_interval = 1s\n")
+        knot = Knot(e, w.refresh_records())
+        rotation_config(e, knot, "publish_wait = 1s\nretire_after = 1s\ndestroy_after = 1s\n"
+                        "dns_publish = rfc2136\n", notify=False)
+        old = signing_keys(e)[("rsa-sha256", "primary")]
+        ev = json.loads(e.cli("key", "rotate", "--domain", "example.com", "--json").stdout)
+        new = [x["selector"] for x in ev if x["event"] == "started"][0]
+        moves, driven, rounds = [], 0, 0
+        moving = ("activated", "retired", "revoked", "destroyed", "started")
+        while rounds < 40:
+            rounds += 1
+            procs = [subprocess.Popen([prog("dkimkeep"), "-c", e.conf, "key", "step", "--json"],
+                                      env=e.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(3)]
+            outs = [p.communicate(timeout=120) for p in procs]
+            movers = 0
+            for p, (out, err) in zip(procs, outs):
+                self.assertIn(p.returncode, (0, 75), err.decode(errors="replace"))
+                evs = [x["event"] for x in json.loads(out) if x["event"] in moving]
+                moves += evs
+                movers += bool(evs)
+                driven += b"rotation is driven by" in err
+            self.assertLessEqual(movers, 1, f"round {rounds}: {movers} processes moved keys")
+            ks = keys(e)
+            active = [k["selector"] for k in ks if k["state"] == "active"]
+            self.assertEqual(len(active), 1, f"round {rounds}: active keys {active}")
+            self.assertIn(new, {k["selector"] for k in ks}, f"round {rounds}: the new key is lost")
+            if [k["selector"] for k in ks] == [new]:
+                break
+            time.sleep(0.5)
+        self.assertEqual([(k["selector"], k["state"]) for k in keys(e)], [(new, "active")])
+        for m in ("activated", "retired", "revoked", "destroyed"):
+            self.assertEqual(moves.count(m), 1, f"{m} made {moves.count(m)} times: {moves}")
+        self.assertGreater(driven, 0, "no step was ever told that another drives the rotation")
+        self.assertNotEqual(old, new)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

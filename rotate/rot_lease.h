@@ -1,0 +1,49 @@
+/*
+ * rot_lease.h - one rotation driver per token among many daemons and
+ * operators (docs/scaling.md, "Rotation with many daemons").
+ *
+ * The lease lives in the token as lease objects (hsm_lease_*).  PKCS#11 has
+ * no compare-and-swap, so a contender looks, creates its own object, waits
+ * a settle time, lists again and the smallest id among the unexpired
+ * objects wins; losers remove theirs.  The holder renews at each step by
+ * creating a new object before removing the old one.
+ */
+#ifndef ROT_LEASE_H
+#define ROT_LEASE_H
+
+#include <stdint.h>
+
+#include "hsm/hsm.h"
+
+#define ROT_LEASE_LABEL "rotation" /* one lease per token: all its rings */
+
+struct rot_lease {
+	uint64_t id;          /* random, for the life of the process; the smallest wins */
+	char holder[128];     /* host/program/pid, for people reading the token */
+	int64_t ttl;          /* seconds a lease lasts without renewal */
+	int64_t skew;         /* seconds of clock difference allowed between hosts */
+	unsigned create_ms;   /* D: most time from the first listing to our create */
+	unsigned settle_ms;   /* T > D: wait between our create and the deciding listing */
+	int taken;            /* after rot_lease_take: 1 when newly taken (not renewed) */
+	char other[128];      /* after a refusal: the holder that has it */
+	int64_t other_expiry; /* and until when */
+};
+
+/*
+ * Fill l for program (e.g. "dkimkeepd") with a fresh random id; ttl and
+ * skew in seconds.  DK_ERR_INTERNAL when no random bytes can be had.
+ */
+int rot_lease_init(struct rot_lease *l, const char *program, int64_t ttl, int64_t skew);
+
+/*
+ * Take or renew the lease of the token behind s.  *held = 1 when this
+ * process drives its rings until the next renewal, 0 when another holder
+ * has it (named in l->other) or the race was lost.  Errors of the token are
+ * returned; the caller then does not drive that token.
+ */
+int rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held);
+
+/* Remove this process's lease objects from the token (at exit). */
+int rot_lease_release(struct rot_lease *l, struct hsm_session *s);
+
+#endif /* ROT_LEASE_H */
