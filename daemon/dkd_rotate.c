@@ -30,6 +30,8 @@ struct rot_job {
 };
 
 static atomic_int rot_busy;
+/* Bit i: the running step holds a session on token i (DK_CONF_MAX_TOKENS is 64). */
+static atomic_ullong rot_sessions;
 static time_t rot_next;            /* loop thread only */
 static int rot_steps;              /* step thread only (one at a time) */
 static uint64_t rot_digest;        /* step thread only */
@@ -106,8 +108,15 @@ step_open(struct dkd_tokens *tokens, struct rot_tok *toks)
 	for (i = 0; i < tokens->n; i++) {
 		toks[i].name = tokens->v[i].name;
 		toks[i].s = NULL;
-		if (tokens->v[i].token == NULL || !atomic_load(&tokens->v[i].up))
+		/*
+		 * Marked before "up" is read: a health check that re-initializes the
+		 * module either saw the mark, or did so while the token was down.
+		 */
+		atomic_fetch_or(&rot_sessions, 1ull << (i % 64));
+		if (tokens->v[i].token == NULL || !atomic_load(&tokens->v[i].up)) {
+			atomic_fetch_and(&rot_sessions, ~(1ull << (i % 64)));
 			continue;
+		}
 		if (hsm_session_open(tokens->v[i].token, &toks[i].s) != 0) {
 			dk_log_warn(
 			    "rotation: token \"%s\": %s", tokens->v[i].name, dk_err_detail());
@@ -184,6 +193,7 @@ step_main(void *arg)
 		if (toks[i].s != NULL)
 			hsm_session_close(toks[i].s);
 	}
+	atomic_store(&rot_sessions, 0);
 	/* Keys moved here or elsewhere (another daemon, an operator): read the rings again. */
 	if (c.moves > 0 || c.digest != rot_digest || rot_steps == 0)
 		job->reload(job->arg);
@@ -230,6 +240,12 @@ dkd_rotate_tick(struct dkd_tokens *tokens, void (*reload)(void *), void *arg)
 		atomic_store(&rot_busy, 0);
 	}
 	pthread_attr_destroy(&attr);
+}
+
+int
+dkd_rotate_uses(size_t token_index)
+{
+	return (atomic_load(&rot_sessions) >> (token_index % 64)) & 1;
 }
 
 int

@@ -21,5 +21,7 @@ void dkd_rotate_tick(struct dkd_tokens *tokens, void (*reload)(void *), void *ar
 
 /* 1 while a step is running (the loop waits for it at exit). */
 int dkd_rotate_busy(void);
+/* 1 while the running step may hold a session on token token_index (dkd_token.index). */
+int dkd_rotate_uses(size_t token_index);
 
 #endif /* DKD_ROTATE_H */

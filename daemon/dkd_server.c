@@ -170,13 +170,43 @@ out:
 	return r;
 }
 
+/*
+ * The probe failed: where the token's module is its own (p11-kit-client.so,
+ * which reaches its server only in C_Initialize), initialize it again and
+ * log in.  Not while a rotation step may hold a session on it (a step
+ * opens sessions only on tokens that are up); workers' sessions are of an
+ * older generation and are reopened, never used.
+ */
+static int
+health_reconnect(struct dkd_token *t)
+{
+	struct dkd_keyset *ks;
+	const struct dk_conf_token *ct;
+	int r;
+
+	if (dkd_rotate_uses(t->index) || (ks = dkd_keyset_acquire()) == NULL)
+		return DK_ERR_BUSY;
+	ct = dk_conf_token(ks->conf, t->name);
+	/* Before and after: a session of the old initialization is never used. */
+	atomic_fetch_add(&t->generation, 1);
+	r = ct != NULL ? hsm_token_reconnect(t->token, ct->pin_file) : DK_ERR_NOT_FOUND;
+	dkd_keyset_release(ks);
+	atomic_fetch_add(&t->generation, 1);
+	if (r == 0)
+		dk_log_info(
+		    "token \"%s\" (%s): module initialized again and logged in", t->name, t->label);
+	else
+		dk_log_debug("token \"%s\": no new connection: %s", t->name, dk_err_detail());
+	return r;
+}
+
 /* One thread per down token, so that a hung token cannot stop the others' checks. */
 static void *
 health_main(void *arg)
 {
 	struct health_args *a = arg;
 
-	if (health_probe(a->t) == 0) {
+	if (health_probe(a->t) == 0 || (health_reconnect(a->t) == 0 && health_probe(a->t) == 0)) {
 		dkd_token_up(a->t);
 		/* Handles may have changed while the token was away: list the keys again. */
 		bg_reload_start(a->lp);

@@ -18,7 +18,7 @@ token_open_one(const struct dk_conf_token *ct, struct dkd_token *tok)
 	int r;
 
 	if ((r = dk_conf_token_setenv(ct)) != 0 ||
-	    (r = hsm_module_open(ct->module, &tok->module)) != 0)
+	    (r = hsm_module_open_own(ct->module, &tok->module)) != 0)
 		goto out;
 	if ((r = hsm_token_open(tok->module, ct->uri, &tok->token)) != 0)
 		goto out;

@@ -39,6 +39,15 @@ struct hsm_session;
 int hsm_module_open(const char *path, struct hsm_module **out);
 /* Drop one reference; C_Finalize and dlclose with the last. */
 void hsm_module_close(struct hsm_module *m);
+/*
+ * Like hsm_module_open, but for one token alone where the module allows
+ * it: a module that gives a new function list on each C_GetFunctionList
+ * (p11-kit-client.so) gets an initialization of its own, which
+ * hsm_token_reconnect() may renew without touching other tokens.  A module
+ * with one list per process (SoftHSM) is shared as with hsm_module_open.
+ * Open one token on it: a re-initialization ends every session on it.
+ */
+int hsm_module_open_own(const char *path, struct hsm_module **out);
 
 struct hsm_token_info {
 	unsigned long slot_id; /* for display only: slot ids change */
@@ -64,6 +73,16 @@ int hsm_module_tokens(struct hsm_module *m, struct hsm_token_info **list, size_t
  */
 int hsm_token_open(struct hsm_module *m, const char *uri, struct hsm_token **out);
 void hsm_token_close(struct hsm_token *t);
+/*
+ * Connect again to a token whose module must be re-initialized to see it
+ * (p11-kit-client.so connects to its server only in C_Initialize):
+ * C_Finalize + C_Initialize of t's module, find the token by its URI again
+ * and log in with pin_file.  Only for a module that t alone uses
+ * (hsm_module_open_own); DK_ERR_INVALID otherwise.  Every session opened
+ * before is dead afterwards: hsm_session_close() frees it without calling
+ * the module, and it must not be used.
+ */
+int hsm_token_reconnect(struct hsm_token *t, const char *pin_file);
 /* The token's label and serial (NUL-terminated, owned by t). */
 const char *hsm_token_label(const struct hsm_token *t);
 const char *hsm_token_serial(const struct hsm_token *t);
@@ -279,7 +298,8 @@ struct hsm_lease {
 /* Every lease object with CKA_LABEL label; *out malloc'd, caller frees. */
 int hsm_lease_list(struct hsm_session *s, const char *label, struct hsm_lease **out, size_t *n);
 /* Create one lease object (one C_CreateObject); its handle in *obj. */
-int hsm_lease_create(struct hsm_session *s, const char *label, const char *value, unsigned long *obj);
+int hsm_lease_create(
+    struct hsm_session *s, const char *label, const char *value, unsigned long *obj);
 /* Destroy a lease object; one already gone counts as destroyed. */
 int hsm_lease_destroy(struct hsm_session *s, unsigned long obj);
 

@@ -31,6 +31,14 @@ struct hsm_module {
 	CK_FUNCTION_LIST_PTR f;
 	int refs;     /* protected by the module list lock in hsm_module.c */
 	int finalize; /* we initialized it, so we finalize it */
+	/*
+	 * own: opened by hsm_module_open_own() with a function list of its own,
+	 * so that hsm_module_reinit() touches no other user.  epoch counts the
+	 * re-initializations: a session of an older epoch is never used or
+	 * closed (its handle may now name another thread's session).
+	 */
+	int own;
+	_Atomic unsigned epoch;
 	struct hsm_module *next;
 };
 
@@ -39,6 +47,7 @@ struct hsm_token {
 	CK_SLOT_ID slot;
 	char label[HSM_LABEL_MAX + 1];
 	char serial[17];
+	char *uri; /* as given to hsm_token_open, to find the token again */
 	/*
 	 * Login state is per application and token, and it ends when the last
 	 * session closes: login_session keeps one open while t is open.
@@ -53,6 +62,7 @@ struct hsm_token {
 struct hsm_session {
 	struct hsm_token *t;
 	CK_SESSION_HANDLE h;
+	unsigned epoch; /* of t->m when opened */
 };
 
 /* ---- hsm_err.c: the one CK_RV table ---- */
@@ -73,6 +83,11 @@ int hsm_fail(CK_RV rv, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /* Take one more reference on m (tokens hold one). */
 void hsm_module_ref(struct hsm_module *m);
+/*
+ * C_Finalize and C_Initialize an own module (its opener's, with one token
+ * on it), and start a new epoch.  DK_ERR_INVALID for a module that is not own.
+ */
+int hsm_module_reinit(struct hsm_module *m);
 /* Copy a blank-padded PKCS#11 string field into a NUL-terminated one, trimmed. */
 void hsm_copy_padded(char *dst, size_t dstlen, const CK_UTF8CHAR *src, size_t srclen);
 /* The slots with a token present; *slots malloc'd. */

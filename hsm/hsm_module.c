@@ -22,11 +22,13 @@
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hsm_module *modules;
 
+static int module_init(const char *path, struct hsm_module *m);
+
+/* dlopen and C_GetFunctionList, not yet initialized. */
 static int
-module_load(const char *path, struct hsm_module *m)
+module_dl(const char *path, struct hsm_module *m)
 {
 	CK_C_GetFunctionList get;
-	CK_C_INITIALIZE_ARGS args;
 	CK_RV rv;
 
 	/*
@@ -53,6 +55,25 @@ module_load(const char *path, struct hsm_module *m)
 		return dk_err_set(DK_ERR_MODULE,
 		    "module %s speaks PKCS#11 %u.%u; dkimkeep needs version 2.x", path,
 		    m->f->version.major, m->f->version.minor);
+	return 0;
+}
+
+static int
+module_load(const char *path, struct hsm_module *m)
+{
+	int r;
+
+	if ((r = module_dl(path, m)) != 0)
+		return r;
+	return module_init(path, m);
+}
+
+static int
+module_init(const char *path, struct hsm_module *m)
+{
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV rv;
+
 	memset(&args, 0, sizeof(args));
 	/* Our threads call in concurrently (one session each): let the module lock. */
 	args.flags = CKF_OS_LOCKING_OK;
@@ -98,7 +119,7 @@ hsm_module_open(const char *path, struct hsm_module **out)
 		    "PKCS#11 module %s does not exist; check module= in the config", path);
 	pthread_mutex_lock(&modules_lock);
 	for (m = modules; m != NULL; m = m->next) {
-		if (strcmp(m->path, canon) == 0) {
+		if (!m->own && strcmp(m->path, canon) == 0) {
 			m->refs++;
 			*out = m;
 			m = NULL;
@@ -121,6 +142,93 @@ hsm_module_open(const char *path, struct hsm_module **out)
 out:
 	pthread_mutex_unlock(&modules_lock);
 	module_free(m);
+	return r;
+}
+
+/*
+ * Some modules hand out a new function list, with state of its own, on each
+ * C_GetFunctionList (p11-kit-client.so does: measured, each list is
+ * initialized and finalized alone); others hand out one list for the
+ * process (SoftHSM).  An own module takes a fresh list when it differs from
+ * every list in use, and otherwise shares the module that has it.
+ */
+int
+hsm_module_open_own(const char *path, struct hsm_module **out)
+{
+	char canon[PATH_MAX];
+	struct hsm_module *m = NULL, *old;
+	CK_C_GetFunctionList get;
+	CK_FUNCTION_LIST_PTR f2 = NULL;
+	int r;
+
+	*out = NULL;
+	if (path == NULL || path[0] == '\0' || realpath(path, canon) == NULL)
+		return hsm_module_open(path, out); /* the same errors */
+	pthread_mutex_lock(&modules_lock);
+	if ((m = calloc(1, sizeof(*m))) == NULL || (m->path = strdup(canon)) == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = module_dl(canon, m)) != 0)
+		goto out;
+	for (old = modules; old != NULL; old = old->next) {
+		if (old->f == m->f) {
+			/* One list for the process: share it; m was never initialized. */
+			old->refs++;
+			*out = old;
+			r = 0;
+			goto out;
+		}
+	}
+	/*
+	 * A second list that differs shows state per list.  A module with one
+	 * list (SoftHSM; tests/p11fault, which forwards to a SoftHSM that other
+	 * tokens share) is never own: re-initializing it could end other
+	 * tokens' sessions.  The second list is not used; p11-kit keeps it.
+	 */
+	*(void **)&get = dlsym(m->dl, "C_GetFunctionList");
+	m->own = get != NULL && get(&f2) == CKR_OK && f2 != NULL && f2 != m->f;
+	if ((r = module_init(canon, m)) != 0)
+		goto out;
+	m->refs = 1;
+	m->next = modules;
+	modules = m;
+	*out = m;
+	m = NULL;
+	r = 0;
+out:
+	pthread_mutex_unlock(&modules_lock);
+	module_free(m);
+	return r;
+}
+
+int
+hsm_module_reinit(struct hsm_module *m)
+{
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV rv;
+	int r;
+
+	pthread_mutex_lock(&modules_lock);
+	/* An own module is its opener's and the one token opened on it (hsm.h). */
+	if (!m->own || !m->finalize) {
+		r = dk_err_set(DK_ERR_INVALID,
+		    "module %s is shared with other tokens (or initialized by other code in "
+		    "this process): it is not re-initialized",
+		    m->path);
+		goto out;
+	}
+	/* Every session of the old epoch is dead from here on, used or not. */
+	m->epoch++;
+	(void)m->f->C_Finalize(NULL);
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = m->f->C_Initialize(&args);
+	r = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED
+	        ? 0
+	        : hsm_fail(rv, "C_Initialize of module %s (again)", m->path);
+out:
+	pthread_mutex_unlock(&modules_lock);
 	return r;
 }
 

@@ -130,6 +130,11 @@ hsm_token_open(struct hsm_module *m, const char *uri, struct hsm_token **out)
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
+	if ((t->uri = strdup(uri)) == NULL) {
+		pthread_mutex_destroy(&t->lock);
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
 	t->slot = slot;
 	hsm_copy_padded(t->label, sizeof(t->label), ti.label, sizeof(ti.label));
 	hsm_copy_padded(t->serial, sizeof(t->serial), ti.serialNumber, sizeof(ti.serialNumber));
@@ -152,6 +157,7 @@ hsm_token_close(struct hsm_token *t)
 	if (t->have_login_session)
 		(void)t->m->f->C_CloseSession(t->login_session);
 	pthread_mutex_destroy(&t->lock);
+	free(t->uri);
 	hsm_module_close(t->m);
 	free(t);
 }
@@ -244,6 +250,7 @@ hsm_session_open(struct hsm_token *t, struct hsm_session **out)
 		return hsm_fail(rv, "token \"%s\": C_OpenSession", t->label);
 	}
 	s->t = t;
+	s->epoch = t->m->epoch;
 	*out = s;
 	return 0;
 }
@@ -253,7 +260,9 @@ hsm_session_close(struct hsm_session *s)
 {
 	if (s == NULL)
 		return;
-	(void)s->t->m->f->C_CloseSession(s->h);
+	/* After a re-initialization the handle may be another thread's session now. */
+	if (s->epoch == s->t->m->epoch)
+		(void)s->t->m->f->C_CloseSession(s->h);
 	free(s);
 }
 
@@ -269,4 +278,26 @@ hsm_session_ping(struct hsm_session *s)
 	if ((rv = s->t->m->f->C_GetTokenInfo(s->t->slot, &(CK_TOKEN_INFO){0})) != CKR_OK)
 		return hsm_fail(rv, "token \"%s\": C_GetTokenInfo", s->t->label);
 	return 0;
+}
+
+int
+hsm_token_reconnect(struct hsm_token *t, const char *pin_file)
+{
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot = 0;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	if ((r = hsm_module_reinit(t->m)) != 0)
+		goto out;
+	/* The login and its session ended with the old initialization. */
+	t->have_login_session = 0;
+	t->logged_in = 0;
+	if ((r = token_find(t->m, t->uri, &slot, &ti)) != 0)
+		goto out;
+	t->slot = slot;
+	r = 0;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return r != 0 ? r : hsm_token_login(t, pin_file);
 }

@@ -1,7 +1,7 @@
 """Many daemons, one HSM: a SoftHSM token exported by a real `p11-kit server` on a
 Unix socket, three dkimkeepd instances reaching it through p11-kit-client.so
-(`env = P11_KIT_SERVER_ADDRESS=...` in [token primary]), and a local SoftHSM
-backup token on each.  Signing load runs on all three; every signature is judged
+(`env = P11_KIT_SERVER_ADDRESS=...` in [token primary]), and a SoftHSM backup
+token on the test host (one for the three here; one per host in production).  Signing load runs on all three; every signature is judged
 by dkimpy against the records `dkimkeep key dns` prints, never by dkimkeep.
 
 Debian 12's p11-kit (0.24.1) does not carry CKM_EDDSA or
@@ -263,13 +263,10 @@ class ScaleOut(EnvTestCase):
         self.assertEqual(self.check_all(results, records), [])
         self.stop_daemons()
 
-    @unittest.expectedFailure
     def test_server_back(self):
-        """KNOWN GAP, not a pass: after the server comes back, p11-kit-client.so needs
-        C_Finalize + C_Initialize to connect again (a new session on the old
-        initialization keeps failing with CKR_DEVICE_ERROR), and the daemon's health check
-        only opens sessions.  Re-initializing needs a per-token module handle and a way to
-        retire the workers' sessions first; see docs/scaling.md, "Losing the HSM"."""
+        """The server comes back: every daemon's health check initializes its own instance of
+        p11-kit-client.so again (it connects only in C_Initialize), logs in, and signs with
+        the remote primary key again; no request fails on the way."""
         loads, primary, records = self.lose_server()
         try:
             self.hsm.start()
