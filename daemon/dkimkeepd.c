@@ -151,7 +151,7 @@ main(int argc, char **argv)
 	    {"check", no_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct dkd_server_params sp;
+	struct dkd_server_params sp = {.socket_path = NULL};
 	struct dkd_tokens tokens = {NULL, 0};
 	struct dkd_keyset *ks = NULL;
 	struct dk_conf *conf = NULL;
@@ -249,8 +249,9 @@ main(int argc, char **argv)
 	r = dkd_server_run(&sp);
 	code = r == 0 ? EX_OK : fail(r, "the event loop failed");
 	dkd_keyset_publish(NULL);
-	free((char *)(uintptr_t)sp.socket_path);
 out:
+	/* Every exit, the failed starts too (found by the sanitizer build). */
+	free((char *)(uintptr_t)sp.socket_path);
 	if (fd >= 0)
 		close(fd);
 	dkd_tokens_close(&tokens);
