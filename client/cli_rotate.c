@@ -20,6 +20,7 @@
 
 #define OUT_MAX     (4 * 1024 * 1024)
 #define CONFIRM_MAX 128
+#define LEASE_TRIES 120 /* 250 ms apart, besides the lease's own settle time */
 
 static const char rotate_usage[] =
     "usage: dkimkeep [-c FILE] key rotate --domain D [--alg A] [--slot primary|backup]\n"
@@ -61,8 +62,8 @@ static const char step_usage[] =
     "smaller than rsa_bits, a ring without a key).  A ring that cannot go on (token\n"
     "down, DNS not showing the record, an update refused) keeps its signing key and is\n"
     "retried at the next step.  Safe to run at any time, also beside running daemons:\n"
-    "one process at a time drives the rings of a token (a lease kept in the token);\n"
-    "while a daemon or another \"key step\" holds it, that token's rings are only read.\n"
+    "one \"key step\" at a time, and one daemon at a time, advances the rings of a\n"
+    "token (a lease kept in the token); a \"key step\" waits for another one's turn.\n"
     "\n"
     "Options:\n"
     "  --domain D              only this domain\n"
@@ -362,12 +363,36 @@ step_leases(struct rot_lease *l, struct rot_tok *toks, size_t n, int *held)
 {
 	char until[32];
 	size_t i;
+	int tries;
 
 	for (i = 0; i < n; i++) {
 		held[i] = 0;
 		if (toks[i].s == NULL)
 			continue;
-		if (rot_lease_take(l, toks[i].s, &held[i]) != 0)
+		/*
+		 * Another "key step" holds it for its run: wait for our turn.  A
+		 * daemon holds it for as long as it runs: step anyway, as an
+		 * operator's act (each move is checked against the token first).
+		 */
+		for (tries = 0; tries < LEASE_TRIES; tries++) {
+			if (rot_lease_take(l, toks[i].s, &held[i]) != 0 || held[i])
+				break;
+			if (strstr(l->other, "/dkimkeepd/") != NULL) {
+				fprintf(stderr,
+				    "dkimkeep: token \"%s\": rotation is driven by %s; stepping "
+				    "anyway (each move is checked against the token)\n",
+				    toks[i].name, l->other);
+				break;
+			}
+			nanosleep(&(struct timespec){0, 250000000L}, NULL);
+		}
+		if (!held[i] && strstr(l->other, "/dkimkeepd/") != NULL)
+			continue; /* observe stays 0 */
+		if (held[i] && tries > 0)
+			fprintf(stderr,
+			    "dkimkeep: token \"%s\": waited for the rotation lease (held by %s)\n",
+			    toks[i].name, l->other[0] ? l->other : "another process");
+		if (tries < LEASE_TRIES && !held[i])
 			fprintf(stderr,
 			    "dkimkeep: token \"%s\": %s; its rings are read, not moved\n",
 			    toks[i].name, dk_err_detail());

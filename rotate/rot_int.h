@@ -37,6 +37,8 @@ struct rot_ring {
 
 /* The [token name] of c, or NULL. */
 struct rot_tok *rot_tok_find(struct rot_ctx *c, const char *name);
+/* Free the key listings rot_step kept in c->toks. */
+void rot_toks_forget(struct rot_ctx *c);
 /*
  * The keys of ds from its primary and backup tokens (the available ones);
  * *missing gets 1 for each of them that has no session.

@@ -42,15 +42,52 @@ digest_add(uint64_t *d, const void *p, size_t n)
 	}
 }
 
+/*
+ * The token's keys.  Within rot_step (c->step) one listing serves every
+ * domain: three C_FindObjects per token per step, not per domain, so 1,000
+ * domains do not cost 3,000 searches a step.  A domain's keys are moved
+ * only by that domain's step, and each move reads its key again first.
+ */
+static int
+keys_of(struct rot_ctx *c, struct rot_tok *tok, struct hsm_key **list, size_t *n, int *owned)
+{
+	int r;
+
+	*owned = !c->step;
+	if (!c->step)
+		return hsm_key_list(tok->s, list, n);
+	if (!tok->listed) {
+		if ((r = hsm_key_list(tok->s, &tok->keys, &tok->nkeys)) != 0)
+			return r;
+		tok->listed = 1;
+	}
+	*list = tok->keys;
+	*n = tok->nkeys;
+	return 0;
+}
+
+void
+rot_toks_forget(struct rot_ctx *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntoks; i++) {
+		free(c->toks[i].keys);
+		c->toks[i].keys = NULL;
+		c->toks[i].nkeys = 0;
+		c->toks[i].listed = 0;
+	}
+}
+
 static int
 keys_append(struct rot_ctx *c, struct rot_keys *ks, struct rot_tok *tok, const char *domain)
 {
 	struct hsm_key *list = NULL;
 	struct rot_key *nv;
 	size_t n = 0, i;
-	int r;
+	int r, owned;
 
-	if ((r = hsm_key_list(tok->s, &list, &n)) != 0)
+	if ((r = keys_of(c, tok, &list, &n, &owned)) != 0)
 		return r;
 	if (ks->n + n > ROT_KEYS_MAX) {
 		r = dk_err_set(DK_ERR_TOO_LARGE, "token \"%s\" holds more than %d keys", tok->name,
@@ -75,7 +112,8 @@ keys_append(struct rot_ctx *c, struct rot_keys *ks, struct rot_tok *tok, const c
 	}
 	r = 0;
 out:
-	free(list);
+	if (owned)
+		free(list);
 	return r;
 }
 

@@ -5,8 +5,9 @@
  * The lease lives in the token as lease objects (hsm_lease_*).  PKCS#11 has
  * no compare-and-swap, so a contender looks, creates its own object, waits
  * a settle time, lists again and the smallest id among the unexpired
- * objects wins; losers remove theirs.  The holder renews at each step by
- * creating a new object before removing the old one.
+ * objects wins; losers remove theirs.  A daemon renews at each step by
+ * creating a new object before removing the old one; "key step" removes
+ * its object when it ends (rot_lease_release).
  */
 #ifndef ROT_LEASE_H
 #define ROT_LEASE_H

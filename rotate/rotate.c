@@ -496,11 +496,14 @@ rot_step(struct rot_ctx *c, const char *domain)
 	int r;
 
 	c->digest = 0xcbf29ce484222325ull;
-	for (i = 0; i < c->conf->ndomains; i++) {
+	c->step = 1;
+	r = 0;
+	for (i = 0; i < c->conf->ndomains && r == 0; i++) {
 		if (domain != NULL && strcasecmp(c->conf->domains[i].name, domain) != 0)
 			continue;
-		if ((r = step_domain(c, &c->conf->domains[i])) != 0)
-			return r;
+		r = step_domain(c, &c->conf->domains[i]);
 	}
-	return 0;
+	c->step = 0;
+	rot_toks_forget(c);
+	return r;
 }

@@ -29,7 +29,11 @@
 struct rot_tok {
 	const char *name;      /* [token NAME] */
 	struct hsm_session *s; /* NULL: the token is unavailable (reported, skipped) */
-	int observe; /* another process holds the rotation lease: read, never move */
+	int observe;           /* another process holds the rotation lease: read, never move */
+	/* rot_step's: the token's keys, listed once per step for all domains. */
+	struct hsm_key *keys;
+	size_t nkeys;
+	int listed;
 };
 
 enum rot_level {
@@ -68,6 +72,7 @@ struct rot_ctx {
 	unsigned moves;   /* transitions made in the token */
 	unsigned stalled; /* rings that could not proceed */
 	uint64_t digest;  /* of every key seen (token, id, state, changed): a change means reload */
+	int step;         /* inside rot_step: keys listed once per token (internal) */
 };
 
 /*
