@@ -2,12 +2,14 @@
  * dka_rec.c - building audit records and checkpoints.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "audit/dka_rec.h"
@@ -26,19 +28,29 @@ dka_now_us(void)
 void
 dka_time_format(int64_t us, char *out)
 {
+	/* The date part changes once a second: formatted again only then (per thread). */
+	static _Thread_local time_t cached_secs = (time_t)-1;
+	static _Thread_local char date[32];
 	time_t secs = (time_t)(us / 1000000);
 	long frac = (long)(us % 1000000);
-	char date[32];
 	struct tm tm;
 
 	if (frac < 0) {
 		frac += 1000000;
 		secs--;
 	}
-	gmtime_r(&secs, &tm);
-	if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
-		snprintf(date, sizeof(date), "0000-00-00T00:00:00");
-	snprintf(out, DKA_TIME_LEN + 1, "%.19s.%06ldZ", date, frac % 1000000);
+	if (secs != cached_secs) {
+		gmtime_r(&secs, &tm);
+		if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+			snprintf(date, sizeof(date), "0000-00-00T00:00:00");
+		cached_secs = secs;
+	}
+	memcpy(out, date, 19);
+	out[19] = '.';
+	for (int i = 25; i >= 20; i--, frac /= 10)
+		out[i] = (char)('0' + frac % 10);
+	out[26] = 'Z';
+	out[27] = '\0';
 }
 
 /* n decimal digits at s into *v. */
@@ -131,10 +143,27 @@ dka_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
 	return 0;
 }
 
+/*
+ * SHA-256 and HMAC fetched once: OpenSSL 3 looks an algorithm up (under a
+ * lock) on every implicit use, which costs more than hashing a record.
+ */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+static EVP_MAC *hmac_mac;
+
+static void
+algs_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
 void
 dka_line_hash(const uint8_t *line, size_t len, uint8_t out[DKA_HASH_LEN])
 {
-	SHA256(line, len, out);
+	pthread_once(&algs_once, algs_fetch);
+	if (sha256_md == NULL || EVP_Digest(line, len, out, NULL, sha256_md, NULL) != 1)
+		SHA256(line, len, out);
 }
 
 void
@@ -225,16 +254,54 @@ dka_hour_key_input(const char *hour, struct dk_buf *out)
 }
 
 int
+dka_mac_key(struct dka_mac *m, const uint8_t *key, size_t keylen)
+{
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string("digest", (char *)(uintptr_t) "SHA256", 0),
+	    OSSL_PARAM_construct_end(),
+	};
+
+	dka_mac_free(m);
+	pthread_once(&algs_once, algs_fetch);
+	if (hmac_mac == NULL || (m->ctx = EVP_MAC_CTX_new(hmac_mac)) == NULL ||
+	    EVP_MAC_init(m->ctx, key, keylen, params) != 1) {
+		dka_mac_free(m);
+		return dk_err_set(DK_ERR_INTERNAL, "OpenSSL HMAC-SHA256 cannot be set up");
+	}
+	return 0;
+}
+
+int
+dka_mac(struct dka_mac *m, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN])
+{
+	size_t outlen = 0;
+
+	/* NULL key: the key given to dka_mac_key again (OpenSSL 3 EVP_MAC_init). */
+	if (m->ctx == NULL || EVP_MAC_init(m->ctx, NULL, 0, NULL) != 1 ||
+	    EVP_MAC_update(m->ctx, data, len) != 1 ||
+	    EVP_MAC_final(m->ctx, out, &outlen, DKA_MAC_LEN) != 1 || outlen != DKA_MAC_LEN)
+		return dk_err_set(DK_ERR_INTERNAL, "OpenSSL HMAC-SHA256 failed");
+	return 0;
+}
+
+void
+dka_mac_free(struct dka_mac *m)
+{
+	EVP_MAC_CTX_free(m->ctx); /* clears the key it holds */
+	m->ctx = NULL;
+}
+
+int
 dka_hmac(
     const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN])
 {
-	unsigned int outlen = DKA_MAC_LEN;
+	struct dka_mac m = {NULL};
+	int r;
 
-	if (keylen > INT32_MAX ||
-	    HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &outlen) == NULL ||
-	    outlen != DKA_MAC_LEN)
-		return dk_err_set(DK_ERR_INTERNAL, "OpenSSL HMAC-SHA256 failed");
-	return 0;
+	if ((r = dka_mac_key(&m, key, keylen)) == 0)
+		r = dka_mac(&m, data, len, out);
+	dka_mac_free(&m);
+	return r;
 }
 
 int

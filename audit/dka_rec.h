@@ -81,6 +81,14 @@ int dka_checkpoint_msg(uint64_t seq, const char *time, const char *head_hex, str
 void dka_mac_hour(int64_t us, char *out);
 /* What the token hashes to make the key of hour. */
 int dka_hour_key_input(const char *hour, struct dk_buf *out);
+/* An HMAC-SHA256 key set up once for many messages (the key of an hour). */
+struct dka_mac {
+	struct evp_mac_ctx_st *ctx; /* EVP_MAC_CTX */
+};
+int dka_mac_key(struct dka_mac *m, const uint8_t *key, size_t keylen);
+int dka_mac(struct dka_mac *m, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN]);
+/* Free the context and the copy of the key it holds. */
+void dka_mac_free(struct dka_mac *m);
 /* HMAC-SHA256 in software (OpenSSL), with a key the token derived. */
 int dka_hmac(
     const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[DKA_MAC_LEN]);

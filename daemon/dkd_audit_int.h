@@ -53,9 +53,12 @@ struct dkd_audit {
 
 	pthread_t thread;
 	int started;
-	pthread_mutex_t lock; /* protects the queue: jobs, evs, nevs, dropped, stopping, reopen */
-	pthread_cond_t cond;  /* something was queued, or stop / reopen asked */
+	pthread_mutex_t
+	    lock; /* protects the queue: jobs, njobs, evs, nevs, dropped, stopping, reopen */
+	pthread_cond_t cond; /* something was queued, or stop / reopen asked */
 	struct dkd_job *jobs, *jobs_tail;
+	size_t njobs;
+	int64_t jobs_since_us; /* when the oldest queued job came */
 	struct audit_ev *evs, *evs_tail;
 	size_t nevs;
 	uint64_t dropped; /* events not queued: the queue was full */
@@ -70,6 +73,8 @@ struct dkd_audit {
 	int64_t token_retry_us;        /* no new session before this after a failure */
 	uint8_t hour_key[DKA_MAC_LEN]; /* K_hour of hour (mlock'ed, wiped when replaced) */
 	char hour[DKA_HOUR_LEN + 1];   /* "" when there is none */
+	struct dka_mac hour_mac;       /* HMAC-SHA256 set up with hour_key */
+	size_t last_batch_jobs;        /* jobs in the batch before: is there company to wait for? */
 	int64_t unsealed_since_us;     /* first record after the last checkpoint, 0: none */
 	uint64_t lost;                 /* records not written (audit_fail = open) */
 	char lost_why[AUDIT_TEXT_MAX];

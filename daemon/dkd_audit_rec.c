@@ -112,6 +112,7 @@ void
 audit_hour_key_wipe(struct dkd_audit *a)
 {
 	explicit_bzero(a->hour_key, sizeof(a->hour_key));
+	dka_mac_free(&a->hour_mac);
 	a->hour[0] = '\0';
 }
 
@@ -139,6 +140,10 @@ hour_key(struct dkd_audit *a, int64_t us)
 		audit_hour_key_wipe(a);
 		goto out;
 	}
+	if ((r = dka_mac_key(&a->hour_mac, a->hour_key, sizeof(a->hour_key))) != 0) {
+		audit_hour_key_wipe(a);
+		goto out;
+	}
 	memcpy(a->hour, hour, sizeof(hour));
 out:
 	dk_buf_free(&in);
@@ -156,7 +161,7 @@ mac_field(struct dkd_audit *a, struct dk_json *j, const char *key, const char *l
 
 	dk_buf_init(&in, DKA_MID_MAX + 64);
 	if (dka_mac_input(label, value, strlen(value), &in) != 0 || hour_key(a, us) != 0 ||
-	    dka_hmac(a->hour_key, sizeof(a->hour_key), in.data, in.len, mac) != 0) {
+	    dka_mac(&a->hour_mac, in.data, in.len, mac) != 0) {
 		dk_json_null(j, key);
 		goto out;
 	}
