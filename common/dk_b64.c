@@ -86,7 +86,7 @@ dk_b64_decode(struct dk_buf *out, const char *in, size_t n)
 			return DK_ERR_PARSE;
 		acc = acc << 6 | (uint32_t)v;
 		if (++nq == 4) {
-			uint8_t t[3] = { (uint8_t)(acc >> 16), (uint8_t)(acc >> 8), (uint8_t)acc };
+			uint8_t t[3] = {(uint8_t)(acc >> 16), (uint8_t)(acc >> 8), (uint8_t)acc};
 
 			if ((r = dk_buf_put(out, t, 3)) != 0)
 				return r;
@@ -104,7 +104,7 @@ dk_b64_decode(struct dk_buf *out, const char *in, size_t n)
 		return dk_buf_put(out, &t, 1);
 	}
 	{
-		uint8_t t[2] = { (uint8_t)(acc >> 10), (uint8_t)(acc >> 2) };
+		uint8_t t[2] = {(uint8_t)(acc >> 10), (uint8_t)(acc >> 2)};
 
 		return dk_buf_put(out, t, 2);
 	}

@@ -17,7 +17,7 @@
 #define DK_CONF_DEFAULT_PATH "/etc/dkimkeep/dkimkeep.conf"
 
 /* Bits of dk_conf_domain.algs: 1 << DKIM_ALG_RSA_SHA256, 1 << DKIM_ALG_ED25519_SHA256. */
-#define DK_CONF_ALG_RSA_SHA256	   (1u << 1)
+#define DK_CONF_ALG_RSA_SHA256     (1u << 1)
 #define DK_CONF_ALG_ED25519_SHA256 (1u << 2)
 
 /* Limits of one config file; more is DK_ERR_CONFIG. */
@@ -27,8 +27,8 @@
 #define DK_CONF_MAX_LIST    10000 /* entries in one domains= or internal_hosts= list */
 
 /* Defaults of [domain] headers= and oversign= (lower case, colon lists). */
-#define DK_CONF_DEFAULT_HEADERS                                                          \
-	"from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:" \
+#define DK_CONF_DEFAULT_HEADERS                                                                    \
+	"from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:mime-version:"         \
 	"content-type"
 #define DK_CONF_DEFAULT_OVERSIGN "from:subject:date:to:cc:reply-to"
 
@@ -39,7 +39,7 @@ enum dk_publish {
 };
 
 enum dk_milter_sign {
-	DK_MILTER_SIGN_LOCAL = 0,	  /* connections from internal_hosts */
+	DK_MILTER_SIGN_LOCAL = 0,         /* connections from internal_hosts */
 	DK_MILTER_SIGN_AUTHENTICATED = 1, /* SMTP AUTH'd senders (and local) */
 	DK_MILTER_SIGN_ALL = 2,
 };
@@ -50,50 +50,50 @@ enum dk_milter_sign {
  * number (NULL: do not drop privileges).  docs/configuration.md has them all.
  */
 struct dk_conf_daemon {
-	char *socket;		/* default /run/dkimkeep/sign.sock */
-	mode_t socket_mode;	/* default 0660 */
-	char *socket_group;	/* NULL: unchanged */
-	int workers;		/* default 2, 1..64 */
-	int queue;		/* default 256, 1..65536 */
-	int max_connections;	/* default 1024, 1..100000 */
-	char *audit_log;	/* NULL: no audit log */
-	int audit_fail_closed;	/* default 1 ("closed"); 0 for "open" */
-	int audit_checkpoint;	/* default 1000 */
-	char *audit_token;	/* [token] holding the audit keys; NULL: the first [token] */
+	char *socket;          /* default /run/dkimkeep/sign.sock */
+	mode_t socket_mode;    /* default 0660 */
+	char *socket_group;    /* NULL: unchanged */
+	int workers;           /* default 2, 1..64 */
+	int queue;             /* default 256, 1..65536 */
+	int max_connections;   /* default 1024, 1..100000 */
+	char *audit_log;       /* NULL: no audit log */
+	int audit_fail_closed; /* default 1 ("closed"); 0 for "open" */
+	int audit_checkpoint;  /* default 1000 */
+	char *audit_token;     /* [token] holding the audit keys; NULL: the first [token] */
 	int audit_token_line;
 	int64_t sign_timeout_ms; /* default 2000: a C_Sign slower than this fails over */
 	int64_t health_interval; /* seconds between checks of a down token, default 5 */
-	int64_t step_interval;	/* seconds between rotation steps, default 60 */
-	char *user;		/* drop privileges to this user when started as root */
+	int64_t step_interval;   /* seconds between rotation steps, default 60 */
+	char *user;              /* drop privileges to this user when started as root */
 	int line;
 };
 
 struct dk_conf_token {
-	char *name;	/* the word after "token" in the section name */
-	char *module;	/* absolute path of the PKCS#11 module */
-	char *uri;	/* RFC 7512 token URI */
+	char *name;     /* the word after "token" in the section name */
+	char *module;   /* absolute path of the PKCS#11 module */
+	char *uri;      /* RFC 7512 token URI */
 	char *pin_file; /* absolute path */
-	char **env;	/* "VAR=value" entries of env=, for the module; see dk_conf_token_setenv */
+	char **env;     /* "VAR=value" entries of env=, for the module; see dk_conf_token_setenv */
 	size_t nenv;
 	int line;
 };
 
 struct dk_conf_domain {
-	char *name;		/* lower case */
-	unsigned algs;		/* bit set of (1 << enum dkim_alg values) */
-	char *primary;		/* token name */
-	char *backup;		/* token name, or NULL */
-	char *selector_template; /* default "s{date:%Y%m}-{alg}" */
-	int64_t rotate_every;	/* seconds, default 90d */
-	int64_t publish_wait;	/* default 1h */
-	int64_t retire_after;	/* default 7d */
-	int64_t destroy_after;	/* default 30d */
+	char *name;                  /* lower case */
+	unsigned algs;               /* bit set of (1 << enum dkim_alg values) */
+	char *primary;               /* token name */
+	char *backup;                /* token name, or NULL */
+	char *selector_template;     /* default "s{date:%Y%m}-{alg}" */
+	int64_t rotate_every;        /* seconds, default 90d */
+	int64_t publish_wait;        /* default 1h */
+	int64_t retire_after;        /* default 7d */
+	int64_t destroy_after;       /* default 30d */
 	enum dk_publish dns_publish; /* default manual */
-	char *headers;		/* colon list */
-	char *oversign;		/* colon list */
-	int rsa_bits;		/* default 2048 */
-	int canon_header;	/* canonicalization=, enum dkim_canon: default 1 (relaxed) */
-	int canon_body;		/* default 1 (relaxed) */
+	char *headers;               /* colon list */
+	char *oversign;              /* colon list */
+	int rsa_bits;                /* default 2048 */
+	int canon_header;            /* canonicalization=, enum dkim_canon: default 1 (relaxed) */
+	int canon_body;              /* default 1 (relaxed) */
 	int line;
 };
 
@@ -105,27 +105,27 @@ struct dk_conf_client {
 	gid_t gid;
 	char **domains; /* lower case; "*.example.com" matches subdomains only */
 	size_t ndomains;
-	double rate;	/* requests per second, 0: unlimited */
+	double rate; /* requests per second, 0: unlimited */
 	int line;
 };
 
 struct dk_conf_dns {
-	char *server;	       /* host:port */
+	char *server; /* host:port */
 	char *tsig_key_file;
-	char *resolver;	       /* host:port, NULL: system resolver */
+	char *resolver; /* host:port, NULL: system resolver */
 	char *publish_command;
 	char *notify_command;
 	int line; /* of [dns], 0 when absent */
 };
 
 struct dk_conf_milter {
-	char *socket;	/* libmilter form, default unix:/run/dkimkeep/milter.sock */
+	char *socket; /* libmilter form, default unix:/run/dkimkeep/milter.sock */
 	enum dk_milter_sign sign;
 	char **internal_hosts; /* CIDRs, default 127.0.0.0/8 and ::1/128 */
 	size_t ninternal_hosts;
 	int on_error_accept; /* 0: tempfail (default) */
 	char *client_socket; /* the daemon's socket, default [daemon] socket */
-	int line;	     /* of [milter], 0 when absent */
+	int line;            /* of [milter], 0 when absent */
 };
 
 struct dk_conf {

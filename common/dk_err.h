@@ -13,15 +13,15 @@ enum dk_err {
 	DK_OK = 0,
 	DK_ERR_INTERNAL = -1,
 	DK_ERR_NOMEM = -2,
-	DK_ERR_INVALID = -3,	/* bad argument or value */
-	DK_ERR_TOO_LARGE = -4,	/* input over a stated limit */
-	DK_ERR_IO = -5,		/* read/write/open failed */
-	DK_ERR_PARSE = -6,	/* malformed input */
-	DK_ERR_CONFIG = -7,	/* bad configuration */
+	DK_ERR_INVALID = -3,   /* bad argument or value */
+	DK_ERR_TOO_LARGE = -4, /* input over a stated limit */
+	DK_ERR_IO = -5,        /* read/write/open failed */
+	DK_ERR_PARSE = -6,     /* malformed input */
+	DK_ERR_CONFIG = -7,    /* bad configuration */
 	DK_ERR_NOT_FOUND = -8,
 	DK_ERR_EXISTS = -9,
-	DK_ERR_PERM = -10,	/* unsafe permissions or not allowed */
-	DK_ERR_USAGE = -11,	/* bad command line */
+	DK_ERR_PERM = -10,  /* unsafe permissions or not allowed */
+	DK_ERR_USAGE = -11, /* bad command line */
 
 	/* messages (RFC 5322) */
 	DK_ERR_MSG_EMPTY = -20,
@@ -33,9 +33,9 @@ enum dk_err {
 	DK_ERR_MSG_BAD_HEADER = -26,
 
 	/* tokens (PKCS#11) */
-	DK_ERR_MODULE = -40,		/* module cannot be loaded/initialized */
+	DK_ERR_MODULE = -40, /* module cannot be loaded/initialized */
 	DK_ERR_TOKEN_NOT_FOUND = -41,
-	DK_ERR_TOKEN_FAILING = -42,	/* device error, removed, handle invalid */
+	DK_ERR_TOKEN_FAILING = -42, /* device error, removed, handle invalid */
 	DK_ERR_TOKEN_NOT_INIT = -43,
 	DK_ERR_TOKEN_READONLY = -44,
 	DK_ERR_TOKEN_FULL = -45,
@@ -45,10 +45,10 @@ enum dk_err {
 	DK_ERR_PIN_INVALID = -49,
 	DK_ERR_NOT_LOGGED_IN = -50,
 	DK_ERR_KEY_NOT_FOUND = -51,
-	DK_ERR_KEY_HYGIENE = -52,	/* key attributes unsafe; never used */
-	DK_ERR_MECHANISM = -53,		/* mechanism not supported/allowed */
-	DK_ERR_SENSITIVE = -54,		/* attribute is sensitive (good) */
-	DK_ERR_PKCS11 = -55,		/* any other CK_RV */
+	DK_ERR_KEY_HYGIENE = -52, /* key attributes unsafe; never used */
+	DK_ERR_MECHANISM = -53,   /* mechanism not supported/allowed */
+	DK_ERR_SENSITIVE = -54,   /* attribute is sensitive (good) */
+	DK_ERR_PKCS11 = -55,      /* any other CK_RV */
 	DK_ERR_TIMEOUT = -56,
 
 	/* daemon and protocol */
@@ -58,8 +58,8 @@ enum dk_err {
 	DK_ERR_NOT_AUTHORIZED = -73,
 	DK_ERR_UNKNOWN_DOMAIN = -74,
 	DK_ERR_NO_KEY = -75,
-	DK_ERR_UNAVAILABLE = -76,	/* daemon or token unavailable */
-	DK_ERR_AUDIT = -77,		/* audit record cannot be written */
+	DK_ERR_UNAVAILABLE = -76, /* daemon or token unavailable */
+	DK_ERR_AUDIT = -77,       /* audit record cannot be written */
 };
 
 /* Short fixed text for a code; never NULL. */

@@ -13,10 +13,10 @@
 void dk_log_init(const char *ident, int to_syslog, int debug);
 void dk_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define dk_log_err(...)	    dk_log(LOG_ERR, __VA_ARGS__)
-#define dk_log_warn(...)    dk_log(LOG_WARNING, __VA_ARGS__)
-#define dk_log_notice(...)  dk_log(LOG_NOTICE, __VA_ARGS__)
-#define dk_log_info(...)    dk_log(LOG_INFO, __VA_ARGS__)
-#define dk_log_debug(...)   dk_log(LOG_DEBUG, __VA_ARGS__)
+#define dk_log_err(...)    dk_log(LOG_ERR, __VA_ARGS__)
+#define dk_log_warn(...)   dk_log(LOG_WARNING, __VA_ARGS__)
+#define dk_log_notice(...) dk_log(LOG_NOTICE, __VA_ARGS__)
+#define dk_log_info(...)   dk_log(LOG_INFO, __VA_ARGS__)
+#define dk_log_debug(...)  dk_log(LOG_DEBUG, __VA_ARGS__)
 
 #endif /* DK_LOG_H */

@@ -63,8 +63,8 @@ dk_secret_read_pin(const char *path, struct dk_secret *out)
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
 		r = dk_err_set(DK_ERR_PERM,
-		    "PIN file %s is owned by uid %u: it must be owned by root or by uid %u",
-		    used, (unsigned)st.st_uid, (unsigned)geteuid());
+		    "PIN file %s is owned by uid %u: it must be owned by root or by uid %u", used,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
 		goto out;
 	}
 	if ((p = malloc(SECRET_ALLOC)) == NULL) {
@@ -78,8 +78,8 @@ dk_secret_read_pin(const char *path, struct dk_secret *out)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = dk_err_set(DK_ERR_IO, "PIN file %s cannot be read: %s", used,
-			    strerror(errno));
+			r = dk_err_set(
+			    DK_ERR_IO, "PIN file %s cannot be read: %s", used, strerror(errno));
 			goto out;
 		}
 		if (n == 0)

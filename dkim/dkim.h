@@ -16,14 +16,14 @@
 #include "common/dk_buf.h"
 
 #define DKIM_HEADER_SECTION_MAX (1024 * 1024) /* bytes, after LF -> CRLF */
-#define DKIM_HEADER_COUNT_MAX	1000	      /* header fields in a message */
-#define DKIM_HEADER_NAME_MAX	128	      /* bytes in a field name */
-#define DKIM_HLIST_MAX		64	      /* names in an h= list */
-#define DKIM_DIGEST_LEN		32	      /* SHA-256 */
-#define DKIM_DOMAIN_MAX		253
-#define DKIM_SIG_FIELD_NAME	"DKIM-Signature"
-#define DKIM_SIG_COLS		78	      /* columns a line of the field may take */
-#define DKIM_SIG_VALUE_MAX	32768	      /* a value_out of this max always suffices */
+#define DKIM_HEADER_COUNT_MAX   1000          /* header fields in a message */
+#define DKIM_HEADER_NAME_MAX    128           /* bytes in a field name */
+#define DKIM_HLIST_MAX          64            /* names in an h= list */
+#define DKIM_DIGEST_LEN         32            /* SHA-256 */
+#define DKIM_DOMAIN_MAX         253
+#define DKIM_SIG_FIELD_NAME     "DKIM-Signature"
+#define DKIM_SIG_COLS           78    /* columns a line of the field may take */
+#define DKIM_SIG_VALUE_MAX      32768 /* a value_out of this max always suffices */
 
 enum dkim_alg {
 	DKIM_ALG_RSA_SHA256 = 1,
@@ -44,10 +44,10 @@ const char *dkim_alg_keytype(enum dkim_alg alg);
 
 /* One header field as it appears in the message. */
 struct dkim_field {
-	const char *name;  /* points into raw; not NUL-terminated */
+	const char *name; /* points into raw; not NUL-terminated */
 	size_t name_len;
-	const char *raw;   /* whole field: name, colon, value, continuation lines */
-	size_t raw_len;	   /* without the final CRLF; inner line ends are CRLF */
+	const char *raw; /* whole field: name, colon, value, continuation lines */
+	size_t raw_len;  /* without the final CRLF; inner line ends are CRLF */
 };
 
 struct dkim_headers {
@@ -112,9 +112,9 @@ struct dkim_body {
 	enum dkim_canon canon;
 	uint64_t crlf_pending; /* empty lines held back (trailing ones are dropped) */
 	int wsp_pending;       /* relaxed: white space held back */
-	int cr_pending;	       /* last byte seen was CR */
+	int cr_pending;        /* last byte seen was CR */
 	int line_has_data;     /* current line has content */
-	int any_data;	       /* any non-empty line emitted */
+	int any_data;          /* any non-empty line emitted */
 };
 
 int dkim_body_init(struct dkim_body *b, enum dkim_canon c);
@@ -133,7 +133,7 @@ struct dkim_sig_params {
 	const char *selector; /* s= */
 	const char *identity; /* i=, or NULL */
 	int64_t timestamp;    /* t=, or -1 for none */
-	int64_t expire;	      /* x = t + expire when > 0 (needs t) */
+	int64_t expire;       /* x = t + expire when > 0 (needs t) */
 	const char *headers;  /* colon list of names to sign when present */
 	const char *oversign; /* colon list of names signed once more than present */
 	uint8_t bh[DKIM_DIGEST_LEN];
@@ -154,8 +154,8 @@ struct dkim_sig_params {
  * identity not in d= or below it), DK_ERR_MSG_TOO_MANY_HEADERS (h= would
  * hold more than DKIM_HLIST_MAX names), DK_ERR_TOO_LARGE, DK_ERR_NOMEM.
  */
-int dkim_sig_build(const struct dkim_headers *h, const struct dkim_sig_params *params,
-    struct dk_buf *value_out);
+int dkim_sig_build(
+    const struct dkim_headers *h, const struct dkim_sig_params *params, struct dk_buf *value_out);
 
 /*
  * The SHA-256 that the key signs: the canonical header fields named in

@@ -20,10 +20,10 @@
 
 #include "common/dk_buf.h"
 
-#define HSM_LABEL_MAX	32  /* token label, as in CK_TOKEN_INFO */
-#define HSM_SIG_MAX	512 /* RSA-4096 */
-#define HSM_KEY_ID_LEN	8   /* CKA_ID of a dkimkeep key pair, random */
-#define HSM_DOMAIN_MAX	253
+#define HSM_LABEL_MAX    32  /* token label, as in CK_TOKEN_INFO */
+#define HSM_SIG_MAX      512 /* RSA-4096 */
+#define HSM_KEY_ID_LEN   8   /* CKA_ID of a dkimkeep key pair, random */
+#define HSM_DOMAIN_MAX   253
 #define HSM_SELECTOR_MAX 63
 
 struct hsm_module;
@@ -55,10 +55,10 @@ struct hsm_token_info {
 	char manufacturer[33];
 	char model[17];
 	char serial[17];
-	int initialized;	/* CKF_TOKEN_INITIALIZED */
+	int initialized;          /* CKF_TOKEN_INITIALIZED */
 	int user_pin_initialized; /* CKF_USER_PIN_INITIALIZED */
 	int login_required;
-	char uri[256];		/* pkcs11:model=...;manufacturer=...;serial=...;token=... */
+	char uri[256]; /* pkcs11:model=...;manufacturer=...;serial=...;token=... */
 };
 
 /* Every slot with a token present.  *list is malloc'd; caller frees. */
@@ -127,14 +127,14 @@ enum hsm_key_type {
 struct hsm_key_meta {
 	char domain[HSM_DOMAIN_MAX + 1];
 	char selector[HSM_SELECTOR_MAX + 1];
-	char alg[24];	 /* "rsa-sha256" | "ed25519-sha256" */
-	char slot[8];	 /* "primary" | "backup" */
-	char state[12];	 /* pending | active | retiring | revoked | standby */
+	char alg[24];    /* "rsa-sha256" | "ed25519-sha256" */
+	char slot[8];    /* "primary" | "backup" */
+	char state[12];  /* pending | active | retiring | revoked | standby */
 	int64_t created; /* UNIX time */
 	int64_t changed; /* UNIX time of the last state change */
 	/* Rotation bookkeeping (rotate/); optional in the record, 0 or "" when absent. */
 	int64_t pushed; /* UNIX time this state's DNS record was last sent for publishing */
-	int64_t seen;	/* UNIX time DNS was first seen serving that record */
+	int64_t seen;   /* UNIX time DNS was first seen serving that record */
 	char replaces[HSM_SELECTOR_MAX + 1]; /* selector of the key this one rotated out */
 };
 
@@ -142,7 +142,7 @@ struct hsm_key {
 	uint8_t id[HSM_KEY_ID_LEN];
 	char id_hex[2 * HSM_KEY_ID_LEN + 1];
 	enum hsm_key_type type;
-	unsigned bits; /* RSA modulus bits; 255 for Ed25519 */
+	unsigned bits;                 /* RSA modulus bits; 255 for Ed25519 */
 	unsigned long priv, pub, data; /* object handles, cached */
 	struct hsm_key_meta meta;
 };
@@ -170,8 +170,7 @@ int hsm_key_import(struct hsm_session *s, const uint8_t *pem, size_t pem_len,
  * Nothing is kept; the decoded key is wiped.  DK_ERR_PARSE / DK_ERR_INVALID
  * with detail for a file that hsm_key_import would refuse.
  */
-int hsm_pem_key_type(const uint8_t *pem, size_t pem_len, enum hsm_key_type *type,
-    unsigned *bits);
+int hsm_pem_key_type(const uint8_t *pem, size_t pem_len, enum hsm_key_type *type, unsigned *bits);
 
 /*
  * Every dkimkeep key in the token (key pairs that have a metadata object).
@@ -199,8 +198,8 @@ int hsm_key_public(struct hsm_session *s, const struct hsm_key *k, struct dk_buf
  * whose signature does not verify with its public key.  *weak is set for
  * RSA below 2048 bits (use it, but warn).
  */
-int hsm_key_check(struct hsm_session *s, const struct hsm_key *k, int *weak, char *why,
-    size_t whylen);
+int hsm_key_check(
+    struct hsm_session *s, const struct hsm_key *k, int *weak, char *why, size_t whylen);
 
 /*
  * Sign a SHA-256 digest: RSA with CKM_RSA_PKCS over the DigestInfo
@@ -228,14 +227,14 @@ int hsm_key_uri(const struct hsm_token *t, const struct hsm_key *k, struct dk_bu
  *  - a private data object (CKA_APPLICATION HSM_AUDIT_APPLICATION) holding
  *    the newest checkpoint, the anchor that shows truncation.
  */
-#define HSM_AUDIT_HMAC_LABEL	"dkimkeep-audit-hmac"
-#define HSM_AUDIT_SIGN_LABEL	"dkimkeep-audit"
-#define HSM_AUDIT_APPLICATION	"dkimkeep-audit"
-#define HSM_AUDIT_ANCHOR_LABEL	"dkimkeep-audit-anchor"
-#define HSM_AUDIT_MAC_LEN	32 /* HMAC-SHA256 */
-#define HSM_AUDIT_PUB_LEN	32 /* raw Ed25519 public key */
-#define HSM_AUDIT_SIG_LEN	64 /* Ed25519 signature */
-#define HSM_AUDIT_KEYS_MAX	16 /* audit key pairs one token may hold */
+#define HSM_AUDIT_HMAC_LABEL   "dkimkeep-audit-hmac"
+#define HSM_AUDIT_SIGN_LABEL   "dkimkeep-audit"
+#define HSM_AUDIT_APPLICATION  "dkimkeep-audit"
+#define HSM_AUDIT_ANCHOR_LABEL "dkimkeep-audit-anchor"
+#define HSM_AUDIT_MAC_LEN      32 /* HMAC-SHA256 */
+#define HSM_AUDIT_PUB_LEN      32 /* raw Ed25519 public key */
+#define HSM_AUDIT_SIG_LEN      64 /* Ed25519 signature */
+#define HSM_AUDIT_KEYS_MAX     16 /* audit key pairs one token may hold */
 
 struct hsm_audit_keys {
 	unsigned long hmac, priv, pub; /* object handles, cached */
@@ -267,9 +266,9 @@ int hsm_audit_pubkeys(struct hsm_session *s, uint8_t (**keys)[HSM_AUDIT_PUB_LEN]
 
 /* The newest checkpoint of the audit log as the token remembers it. */
 struct hsm_audit_anchor {
-	uint64_t seq;	   /* of the checkpoint line */
-	uint8_t hash[32];  /* SHA-256 of that line */
-	int64_t time;	   /* UNIX seconds it was written */
+	uint64_t seq;     /* of the checkpoint line */
+	uint8_t hash[32]; /* SHA-256 of that line */
+	int64_t time;     /* UNIX seconds it was written */
 };
 
 /* Read the anchor; DK_ERR_NOT_FOUND when the token has none. */
@@ -288,7 +287,7 @@ int hsm_audit_anchor_set(struct hsm_session *s, const struct hsm_audit_anchor *a
  */
 #define HSM_LEASE_APPLICATION "dkimkeep-lease"
 #define HSM_LEASE_VALUE_MAX   256
-#define HSM_LEASES_MAX	      64
+#define HSM_LEASES_MAX        64
 
 struct hsm_lease {
 	unsigned long obj; /* object handle */

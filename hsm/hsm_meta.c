@@ -83,8 +83,8 @@ hsm_meta_valid(const struct hsm_key_meta *meta)
 	if (meta->created < 0 || meta->changed < 0 || meta->pushed < 0 || meta->seen < 0)
 		return dk_err_set(DK_ERR_INVALID, "key times must not be negative");
 	if (meta->replaces[0] != '\0' && !dns_name_valid(meta->replaces, HSM_SELECTOR_MAX))
-		return dk_err_set(DK_ERR_INVALID, "replaced selector \"%s\" is not valid",
-		    meta->replaces);
+		return dk_err_set(
+		    DK_ERR_INVALID, "replaced selector \"%s\" is not valid", meta->replaces);
 	return 0;
 }
 

@@ -69,7 +69,7 @@ static void
 test_b64_bad(void **state)
 {
 	struct dk_buf d;
-	const char *bad[] = { "Zg=", "Z===", "Zg==Zg==", "Zm9v!", "Z", "Zm9vYmFy=" };
+	const char *bad[] = {"Zg=", "Z===", "Zg==Zg==", "Zm9v!", "Z", "Zm9vYmFy="};
 	size_t i;
 
 	(void)state;
@@ -162,8 +162,8 @@ test_errors(void **state)
 	assert_int_equal(dk_err_exit(DK_ERR_UNAVAILABLE), EX_UNAVAILABLE);
 	assert_int_equal(dk_err_exit(DK_ERR_CONFIG), EX_CONFIG);
 	assert_int_equal(dk_err_exit(DK_ERR_USAGE), EX_USAGE);
-	assert_string_equal(dk_strerror(DK_ERR_MSG_MULTI_FROM),
-	    "message has more than one From header");
+	assert_string_equal(
+	    dk_strerror(DK_ERR_MSG_MULTI_FROM), "message has more than one From header");
 	assert_string_equal(dk_strerror(-9999), "unknown error");
 	assert_int_equal(dk_err_set(DK_ERR_IO, "x %d", 1), DK_ERR_IO);
 	assert_string_equal(dk_err_detail(), "x 1");
@@ -178,13 +178,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buf_limit),
-		cmocka_unit_test(test_b64_vectors),
-		cmocka_unit_test(test_b64_bad),
-		cmocka_unit_test(test_json),
-		cmocka_unit_test(test_duration),
-		cmocka_unit_test(test_time),
-		cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_buf_limit),
+	    cmocka_unit_test(test_b64_vectors),
+	    cmocka_unit_test(test_b64_bad),
+	    cmocka_unit_test(test_json),
+	    cmocka_unit_test(test_duration),
+	    cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
