@@ -32,6 +32,21 @@ write_file(const char *path, const void *p, size_t n, mode_t mode)
 	}
 }
 
+/* libFuzzer has no teardown: the temp dir goes at exit. */
+static void
+cleanup(void)
+{
+	static const char *const names[] = {"module.so", "primary.pin", "dkimkeep.conf"};
+	char path[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -43,6 +58,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/dkimkeep-fuzz-config-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		abort();
+	atexit(cleanup);
 	snprintf(path, sizeof(path), "%s/module.so", dir);
 	write_file(path, "", 0, 0644);
 	snprintf(path, sizeof(path), "%s/primary.pin", dir);

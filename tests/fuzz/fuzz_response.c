@@ -18,22 +18,30 @@
 
 #define INPUT_MAX (128 * 1024) /* fits the socket buffer: written before it is read */
 
-static char sock_path[108];
+static char sock_dir[64], sock_path[108];
 static int listen_fd = -1;
+
+/* libFuzzer has no teardown: the socket and its dir go at exit. */
+static void
+cleanup(void)
+{
+	unlink(sock_path);
+	rmdir(sock_dir);
+}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockaddr_un sun;
-	char dir[64];
 	int sz = 4 * INPUT_MAX;
 
 	(void)argc;
 	(void)argv;
-	snprintf(dir, sizeof(dir), "/tmp/dkimkeep-fuzz-resp-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	snprintf(sock_dir, sizeof(sock_dir), "/tmp/dkimkeep-fuzz-resp-XXXXXX");
+	if (mkdtemp(sock_dir) == NULL)
 		abort();
-	snprintf(sock_path, sizeof(sock_path), "%s/sign.sock", dir);
+	atexit(cleanup);
+	snprintf(sock_path, sizeof(sock_path), "%s/sign.sock", sock_dir);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	memcpy(sun.sun_path, sock_path, strlen(sock_path));
