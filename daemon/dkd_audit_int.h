@@ -75,8 +75,9 @@ struct dkd_audit {
 	char hour[DKA_HOUR_LEN + 1];   /* "" when there is none */
 	struct dka_mac hour_mac;       /* HMAC-SHA256 set up with hour_key */
 	size_t last_batch_jobs;        /* jobs in the batch before: is there company to wait for? */
-	int64_t unsealed_since_us;     /* first record after the last checkpoint, 0: none */
-	uint64_t lost;                 /* records not written (audit_fail = open) */
+	int64_t sync_us, cycle_us; /* when the last batch was taken; time since the one before */
+	int64_t unsealed_since_us; /* first record after the last checkpoint, 0: none */
+	uint64_t lost;             /* records not written (audit_fail = open) */
 	char lost_why[AUDIT_TEXT_MAX];
 	int64_t logged_us; /* last error logged (rate limit) */
 };
