@@ -42,7 +42,8 @@ class Bench(EnvTestCase):
         self.assertEqual(d["errors"], 0, d.get("errors_by_status"))
         self.assertEqual(d["errors_by_status"], {})
         for f in ("seconds", "msgs_per_s", "p50_us", "p90_us", "p99_us", "max_us",
-                  "raw_sigs_per_s", "raw_p50_us", "ratio"):
+                  "raw_sigs_per_s", "raw_p50_us", "ratio", "cpu_ratio", "raw_cpu_us_per_sig",
+                  "client_cpu_us_per_msg"):
             self.assertIsInstance(d[f], (int, float), f)
             self.assertGreater(d[f], 0, f)
         self.assertLessEqual(d["p50_us"], d["p90_us"])
@@ -57,6 +58,7 @@ class Bench(EnvTestCase):
         self.assertEqual(d["key"]["bits"], 2048 if alg == "rsa-sha256" else 255)
         self.assertEqual(d["daemon"]["pid"], self.w.daemon.pid)
         self.assertGreater(d["daemon"]["rss_kib"], 0)
+        self.assertGreater(d["daemon"]["cpu_us_per_msg"], 0)
 
     def test_json_both_algorithms(self):
         for alg, clients in (("rsa-sha256", 2), ("ed25519-sha256", 3)):
@@ -75,7 +77,7 @@ class Bench(EnvTestCase):
         out = cp.stdout.decode()
         self.assertRegex(out, r"socket +[0-9.]+ msgs/s +p50=\d+ p90=\d+ p99=\d+ max=\d+ us +errors=0")
         self.assertRegex(out, r"raw +[0-9.]+ sigs/s +p50=\d+")
-        self.assertRegex(out, r"(?m)^ratio=[0-9]+\.[0-9]{3}$")
+        self.assertRegex(out, r"(?m)^ratio=[0-9]+\.[0-9]{3}  cpu_ratio=[0-9]+\.[0-9]{3}$")
         err = cp.stderr.decode()
         self.assertIn("20 idle", err)
         self.assertIn("raw:", err)
@@ -99,6 +101,7 @@ class Bench(EnvTestCase):
         cp = self.bench("--alg", "rsa-sha256", "--clients", "1", "--no-raw", "--json", "-q")
         d = json.loads(cp.stdout)
         self.assertIsNone(d["ratio"])
+        self.assertIsNone(d["cpu_ratio"])
         self.assertIsNone(d["raw_sigs_per_s"])
         self.assertGreater(d["msgs_per_s"], 0)
         self.assertEqual(d["errors"], 0)
