@@ -142,7 +142,7 @@ raw_open(const struct bench_raw_opts *o, struct hsm_module **m, struct hsm_token
 	if ((*ct = dk_conf_token(o->conf, d->primary)) == NULL)
 		return dk_err_set(DK_ERR_CONFIG, "[domain %s] names token \"%s\", which %s lacks",
 		    d->name, d->primary, o->conf->path);
-	if ((r = hsm_module_open((*ct)->module, m)) != 0 ||
+	if ((r = dk_conf_token_setenv(*ct)) != 0 || (r = hsm_module_open((*ct)->module, m)) != 0 ||
 	    (r = hsm_token_open(*m, (*ct)->uri, t)) != 0 ||
 	    (r = hsm_token_login(*t, (*ct)->pin_file)) != 0)
 		return r;

@@ -31,7 +31,7 @@ cli_audit_tok_open(const struct dk_conf *conf, int create, struct cli_audit_tok 
 		return dk_err_set(DK_ERR_NOT_FOUND,
 		    "%s has no [token] section to keep the audit keys in", conf->path);
 	at->name = ct->name;
-	if ((r = hsm_module_open(ct->module, &at->m)) != 0 ||
+	if ((r = dk_conf_token_setenv(ct)) != 0 || (r = hsm_module_open(ct->module, &at->m)) != 0 ||
 	    (r = hsm_token_open(at->m, ct->uri, &at->t)) != 0 ||
 	    (r = hsm_token_login(at->t, ct->pin_file)) != 0 ||
 	    (r = hsm_session_open(at->t, &at->s)) != 0 ||
