@@ -1,18 +1,34 @@
 /*
- * dkd_listen.c - creating the listening Unix socket.
+ * dkd_listen.c - creating the listening Unix socket, the descriptor limit
+ * its connections need, and the listener's way out of EMFILE.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/listener.h>
+
 #include "common/dk_err.h"
+#include "common/dk_log.h"
 #include "daemon/dkd_listen.h"
+
+/*
+ * Descriptors kept for everything that is not a connection: stdio, the
+ * listener, the event loop, the token's files, the audit log, DNS sockets.
+ */
+#define LISTEN_FD_RESERVE 64
+#define LISTEN_PAUSE_MS   100 /* accepting pauses this long on EMFILE/ENFILE */
+#define LISTEN_LOG_EVERY  60  /* seconds between two logs of the same trouble */
 
 /* 1 when a process accepts connections on path. */
 static int
@@ -106,4 +122,100 @@ out:
 		unlink(path);
 	}
 	return r;
+}
+
+int
+dkd_listen_fd_limit(int max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + LISTEN_FD_RESERVE, soft;
+	int fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		dk_log_warn("getrlimit(RLIMIT_NOFILE): %s; max_connections %d unchecked",
+		    strerror(errno), max_connections);
+		return max_connections;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		soft = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+		if (soft > rl.rlim_cur) {
+			rlim_t old = rl.rlim_cur;
+
+			rl.rlim_cur = soft;
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+				dk_log_warn("cannot raise the descriptor limit to %ju: %s",
+				    (uintmax_t)soft, strerror(errno));
+				rl.rlim_cur = old;
+			} else {
+				dk_log_info("descriptor limit raised from %ju to %ju for "
+				            "max_connections %d",
+				    (uintmax_t)old, (uintmax_t)soft, max_connections);
+			}
+		}
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return max_connections;
+	/* Too few descriptors: fewer connections rather than EMFILE on accept(). */
+	fit = rl.rlim_cur > 2 * LISTEN_FD_RESERVE ? (int)(rl.rlim_cur - LISTEN_FD_RESERVE)
+	                                          : (int)(rl.rlim_cur / 2);
+	if (fit < 1)
+		fit = 1;
+	dk_log_warn("the descriptor limit (RLIMIT_NOFILE %ju, hard %ju) is below max_connections "
+	            "%d + %d; serving at most %d connections; raise the hard limit "
+	            "(LimitNOFILE= in the unit, ulimit -Hn) or lower max_connections in [daemon]",
+	    (uintmax_t)rl.rlim_cur, (uintmax_t)rl.rlim_max, max_connections, LISTEN_FD_RESERVE,
+	    fit);
+	return fit;
+}
+
+/* The listener's state for its error path: one listener per daemon. */
+static struct {
+	struct evconnlistener *l;
+	const volatile int *stopping;
+	time_t last_log;
+	unsigned long since_log;
+} guard;
+
+static void
+listen_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (guard.l != NULL && !(guard.stopping != NULL && *guard.stopping))
+		evconnlistener_enable(guard.l);
+}
+
+static void
+listen_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval tv = {0, LISTEN_PAUSE_MS * 1000};
+	int err = errno;
+	time_t now = time(NULL);
+
+	(void)arg;
+	guard.since_log++;
+	if (guard.last_log == 0 || now - guard.last_log >= LISTEN_LOG_EVERY) {
+		dk_log_err("accept(): %s (%lu times since the last log); %s", strerror(err),
+		    guard.since_log,
+		    err == EMFILE || err == ENFILE
+		        ? "out of descriptors: accepting pauses; lower max_connections or raise "
+		          "the descriptor limit"
+		        : "accepting pauses");
+		guard.last_log = now;
+		guard.since_log = 0;
+	}
+	/* Never a busy loop: the pending connection waits in the backlog meanwhile. */
+	evconnlistener_disable(l);
+	if (event_base_once(
+	        evconnlistener_get_base(l), -1, EV_TIMEOUT, listen_resume_cb, NULL, &tv) != 0)
+		evconnlistener_enable(l);
+}
+
+void
+dkd_listen_guard(struct evconnlistener *l, const volatile int *stopping)
+{
+	guard.l = l;
+	guard.stopping = stopping;
+	evconnlistener_set_error_cb(l, listen_error_cb);
 }

@@ -207,7 +207,9 @@ main(int argc, char **argv)
 	}
 	sp.workers = conf->daemon.workers;
 	sp.queue = conf->daemon.queue;
-	sp.max_connections = conf->daemon.max_connections;
+	/* Descriptors for every connection (raised while still root, if root). */
+	sp.max_connections = check ? conf->daemon.max_connections
+	                           : dkd_listen_fd_limit(conf->daemon.max_connections);
 	sp.health_interval = conf->daemon.health_interval;
 	sp.sign_timeout_ms = conf->daemon.sign_timeout_ms;
 	if (!check && (r = dkd_listen_unix(conf->daemon.socket, conf->daemon.socket_mode,

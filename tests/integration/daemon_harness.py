@@ -189,8 +189,10 @@ class World:
             f.write(cp.stdout)
         return json.loads(cp.stdout)
 
-    def start(self, args=(), wait=True, env=None):
-        self.daemon = self.e.spawn([prog("dkimkeepd"), "-c", self.e.conf, "-f"] + list(args), env=env)
+    def start(self, args=(), wait=True, env=None, **popen_kw):
+        """Start dkimkeepd -f; popen_kw go to Popen (e.g. preexec_fn for a limit)."""
+        self.daemon = self.e.spawn([prog("dkimkeepd"), "-c", self.e.conf, "-f"] + list(args), env=env,
+                                   **popen_kw)
         if wait:
             self.wait_ready()
         return self.daemon
@@ -233,3 +235,55 @@ class World:
             cp = self.e.run(["/usr/bin/perl", VERIFY_PL, self.records], input=signed)
             if cp.returncode != 0:
                 raise AssertionError(f"Mail::DKIM: {cp.stdout.decode()}{cp.stderr.decode()}")
+
+
+# -- checking many answers without a process per message ---------------------
+
+
+class Dkimpy:
+    """dkimpy in this process, its DNS answered from `dkimkeep key dns --json`
+    records: for checking hundreds of raw-protocol answers (World.verify starts
+    two verifier processes per message)."""
+
+    def __init__(self, records_path):
+        import dkim
+        self.dkim = dkim
+        with open(records_path) as f:
+            recs = json.load(f)
+        self.table = {}
+        for r in recs:
+            self.table.setdefault(r["name"].rstrip(".").lower(), []).append(r["value"])
+
+    def _dns(self, name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        vals = self.table.get(name.rstrip(".").lower())
+        return vals[0].encode() if vals else None
+
+    def check(self, message, response):
+        """The response's signatures on top of message: None when every one
+        verifies, else a line saying what failed."""
+        if response is None:
+            return "no answer (connection closed)"
+        if response["status"] != "OK" or not response["sigs"]:
+            return f'{response["status"]}: {response["error"]}'
+        signed = b"".join(s["header"].encode() + b"\r\n" for s in response["sigs"]) + message
+        for i in range(len(response["sigs"])):
+            if not self.dkim.DKIM(signed).verify(idx=i, dnsfunc=self._dns):
+                return f"dkimpy: signature {i} ({response['sigs'][i]['selector']}) does not verify"
+        return None
+
+
+def open_fds(pid):
+    """How many descriptors process pid has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def nofile_limits(pid):
+    """(soft, hard) RLIMIT_NOFILE of process pid, from /proc/pid/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no Max open files line")

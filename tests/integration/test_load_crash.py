@@ -1,0 +1,312 @@
+"""Load and crash: a real dkimkeepd on SoftHSM tokens under many connections,
+slow and vanishing clients, a descriptor limit lower than max_connections,
+and kill -9 under load with the audit log on.
+
+Every answer that counts is checked by dkimpy (in this process, daemon_harness
+Dkimpy, DNS answered from `dkimkeep key dns --json`), never by dkimkeep alone.
+No assertion is about time: bounds here only end a wait that would otherwise
+hang the test.
+"""
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import EnvTestCase, EX_OK
+from daemon_harness import (World, RawClient, Dkimpy, frame, sign_request, split_message,
+                            open_fds, nofile_limits)
+from test_audit import records, sign_request_mid, msg as audit_msg
+
+MSG = (b"From: Joe SixPack <joe@example.com>\r\nTo: Suzie Q <suzie@shopping.example.net>\r\n"
+       b"Subject: load %d\r\nMessage-ID: <load-%d@example.com>\r\n\r\nHi.\r\n\r\n"
+       b"We lost the game %d times.  Are you hungry yet?\r\n")
+
+
+def message(i):
+    return MSG % (i, i, i)
+
+
+def raise_own_nofile(n):
+    """This test process needs a descriptor per client connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        if hard != resource.RLIM_INFINITY and hard < n:
+            raise unittest.SkipTest(f"the test needs {n} descriptors; hard limit {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+def wait_for(pred, what, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+class LoadCase(EnvTestCase):
+    def world(self, extra_daemon="", **kw):
+        kw.setdefault("algs", ("ed25519-sha256",))
+        kw.setdefault("backup", False)
+        w = World(self.e, queue=4096, extra_daemon=extra_daemon, **kw)
+        self.dkimpy = Dkimpy(w.records)
+        return w
+
+    def status(self):
+        return json.loads(self.e.cli("status", "--json").stdout)
+
+    def assert_served(self, w, n=3):
+        """The daemon is alive and signs for a new client; dkimpy verifies."""
+        self.assertTrue(w.alive(), "daemon died")
+        for i in range(n):
+            c = RawClient(self.e.socket, timeout=120)
+            m = message(900000 + i)
+            c.send(frame(sign_request(1, *split_message(m))))
+            self.assertIsNone(self.dkimpy.check(m, c.recv_response()))
+            c.close()
+
+    def sign_on(self, conns, base):
+        """One request on each connection (all sent before any is read); the answers."""
+        sent = []
+        for k, c in enumerate(conns):
+            try:
+                c.send(frame(sign_request(base + k, *split_message(message(base + k)))))
+                sent.append(True)
+            except (BrokenPipeError, ConnectionResetError):  # refused and closed by the daemon
+                sent.append(False)
+        answers = []
+        for ok, c in zip(sent, conns):
+            try:
+                answers.append(c.recv_response() if ok else None)
+            except ConnectionResetError:
+                answers.append(None)
+        return answers
+
+
+class ThousandConnections(LoadCase):
+    def test_thousand_held_and_served(self):
+        """1,000 connections open at once, each signs twice; every answer verifies."""
+        raise_own_nofile(1200)
+        w = self.world(extra_daemon="max_connections = 1100\n")
+        w.start()
+        conns = [RawClient(self.e.socket, timeout=300) for _ in range(1000)]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        wait_for(lambda: self.status()["connections"] >= 1001, "all 1,000 are accepted")
+        for rnd in (0, 1):
+            answers = self.sign_on(conns if rnd == 0 else conns[::-1], 10000 * (rnd + 1))
+            bad = []
+            for k, r in enumerate(answers):
+                self.assertIsNotNone(r, f"connection {k} closed without an answer")
+                self.assertEqual(r["id"], 10000 * (rnd + 1) + k)
+                err = self.dkimpy.check(message(r["id"]), r)
+                if err:
+                    bad.append((k, err))
+            self.assertEqual(bad, [], f"round {rnd}: {len(bad)} of 1000 answers not OK")
+        st = self.status()
+        self.assertGreaterEqual(st["connections"], 1001)
+        self.assertGreaterEqual(st["requests"]["OK"], 2000)  # status requests count too
+        self.assert_served(w)
+
+
+class SlowAndVanishing(LoadCase):
+    def test_slow_clients_while_others_served(self):
+        """Clients sending a byte at a time do not hold up the others, and get their answers."""
+        w = self.world()
+        w.start()
+        slow_answers, lock = {}, threading.Lock()
+
+        def slow(k):
+            m = message(5000 + k)
+            data = frame(sign_request(5000 + k, *split_message(m)))
+            c = RawClient(self.e.socket, timeout=300)
+            for i in range(len(data)):
+                c.send(data[i:i + 1])
+                time.sleep(0.002)
+            r = c.recv_response()
+            c.close()
+            with lock:
+                slow_answers[k] = self.dkimpy.check(m, r)
+
+        threads = [threading.Thread(target=slow, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        # Others are served while the slow ones trickle in (on one connection and on new ones).
+        fast = RawClient(self.e.socket, timeout=120)
+        served = 0
+        while any(t.is_alive() for t in threads) or served < 50:
+            m = message(20000 + served)
+            fast.send(frame(sign_request(20000 + served, *split_message(m))))
+            self.assertIsNone(self.dkimpy.check(m, fast.recv_response()))
+            served += 1
+            if served % 25 == 0:
+                self.assert_served(w, n=1)
+        for t in threads:
+            t.join(timeout=300)
+        self.assertEqual(slow_answers, {k: None for k in range(16)})
+        fast.close()
+        self.assert_served(w)
+
+    def test_vanishing_clients(self):
+        """Clients that send half a frame and go, or a whole request and go before the
+        answer: others are served, and every such connection is closed (no leak)."""
+        w = self.world(workers=2)
+        w.start()
+        base_fds = open_fds(w.daemon.pid)
+        m = message(1)
+        req = frame(sign_request(1, *split_message(m)))
+        for round_ in range(4):
+            for k in range(50):
+                c = RawClient(self.e.socket)
+                kind = k % 4
+                if kind == 0:  # half a frame header
+                    c.send(req[:2])
+                elif kind == 1:  # half a request
+                    c.send(req[:len(req) // 2])
+                elif kind == 2:  # the whole request, gone before the answer
+                    c.send(req)
+                else:  # several pipelined requests, gone, with a reset
+                    c.send(req * 8)
+                    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                c.close()
+            self.assert_served(w, n=2)
+        # Every vanished connection is closed by the daemon: the count and the
+        # descriptors come back to where they were.
+        wait_for(lambda: self.status()["connections"] == 1, "the vanished connections are closed")
+        wait_for(lambda: open_fds(w.daemon.pid) <= base_fds + 1, "the descriptors are freed")
+        st = self.status()
+        self.assertGreaterEqual(st["requests"]["OK"], 8)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+
+
+class DescriptorLimit(LoadCase):
+    def test_soft_limit_raised_for_max_connections(self):
+        """A soft RLIMIT_NOFILE below max_connections + 64 is raised (up to the hard limit)."""
+        w = self.world(extra_daemon="max_connections = 1000\n")
+        w.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)))
+        self.assertEqual(nofile_limits(w.daemon.pid), (1064, 4096))
+        raise_own_nofile(600)
+        conns = [RawClient(self.e.socket, timeout=300) for _ in range(400)]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        answers = self.sign_on(conns, 1000)
+        self.assertEqual([self.dkimpy.check(message(1000 + k), r) for k, r in enumerate(answers)],
+                         [None] * 400)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("descriptor limit raised from 256 to 1064", err)
+
+    def test_hard_limit_below_max_connections(self):
+        """With only 128 descriptors (soft = hard) and max_connections 1024: the daemon
+        warns, serves 64 connections, refuses the rest at once (no EMFILE busy loop),
+        and serves new clients once connections close."""
+        w = self.world()
+        w.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)))
+        self.assertEqual(nofile_limits(w.daemon.pid), (128, 128))
+        conns = [RawClient(self.e.socket, timeout=120) for _ in range(200)]
+        answers = self.sign_on(conns, 3000)
+        ok = [k for k, r in enumerate(answers) if r is not None]
+        for k in ok:
+            self.assertIsNone(self.dkimpy.check(message(3000 + k), answers[k]))
+        # the refused ones were closed (an answer None, not a hang); at most 64 served
+        self.assertGreater(len(ok), 0)
+        self.assertLessEqual(len(ok), 64)
+        self.assertLessEqual(open_fds(w.daemon.pid), 128)
+        for c in conns:
+            c.close()
+        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed")
+        self.assert_served(w, n=5)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("serving at most 64 connections", err)
+        self.assertIn("max_connections (64) reached", err)
+        self.assertNotIn("Too many open files", err)
+        self.assertNotIn("accept()", err)
+
+
+class KillUnderLoad(LoadCase):
+    def test_kill9_under_load_rings_and_audit_intact(self):
+        """kill -9 while 8 clients sign (RSA and Ed25519, primary and backup tokens,
+        audit on) and 100 idle connections are held: after a restart the rings are
+        the same, status and signing work, `audit verify` passes, and every
+        signature a client received has its record."""
+        log = self.e.path("audit.jsonl")
+        w = World(self.e, workers=2, queue=4096, extra_daemon=f"audit_log = {log}\n")
+        self.dkimpy = Dkimpy(w.records)
+        keys_before = json.loads(self.e.cli("key", "list", "--json").stdout)
+        w.start()
+        idle = [RawClient(self.e.socket) for _ in range(100)]
+        receipts, bad, lock, stop = [], [], threading.Lock(), threading.Event()
+        hs, body = split_message(audit_msg("load-crash"))
+        signed_base = audit_msg("load-crash")
+
+        def client(base):
+            try:
+                c = RawClient(self.e.socket, timeout=30)
+            except OSError:
+                return
+            rid, inflight = base, 0
+            try:
+                while not stop.is_set():
+                    while inflight < 8:
+                        rid += 1
+                        c.send(frame(sign_request_mid(rid, hs, body)))
+                        inflight += 1
+                    r = c.recv_response()
+                    if r is None:
+                        return
+                    inflight -= 1
+                    if r["status"] == "OK" and r["sigs"]:
+                        err = self.dkimpy.check(signed_base, r) if r["id"] % 50 == 0 else None
+                        with lock:
+                            receipts.append(r["id"])
+                            if err:
+                                bad.append(err)
+            except OSError:
+                return
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=client, args=(k * 1000000,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(receipts) >= 400, "400 signatures are received", timeout=300)
+        w.daemon.send_signal(signal.SIGKILL)
+        w.daemon.wait(timeout=60)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        for c in idle:
+            c.close()
+        self.assertEqual(bad, [])
+        self.assertGreaterEqual(len(receipts), 400)
+
+        # The rings: same keys, same states; the daemon starts on its stale socket.
+        self.assertEqual(json.loads(self.e.cli("key", "list", "--json").stdout), keys_before)
+        w.start()
+        st = self.status()
+        self.assertEqual({t["name"]: t["state"] for t in st["tokens"]},
+                         {"primary": "up", "backup": "up"})
+        self.assertEqual(sorted((r["domain"], r["alg"], r["slot"]) for r in st["rings"]),
+                         [("example.com", "ed25519-sha256", "primary"),
+                          ("example.com", "rsa-sha256", "primary")])
+        w.verify(w.sign(message(7)).stdout, min_sigs=2)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+
+        # The audit log: intact, and no received signature without its record.
+        cp = self.e.cli("audit", "verify", "--json", log)
+        self.assertTrue(json.loads(cp.stdout)["intact"])
+        logged = {r["req"] for r in records(log) if r["event"] == "sign" and r["outcome"] == "ok"}
+        missing = sorted(set(receipts) - logged)
+        self.assertEqual(missing, [], f"{len(missing)} of {len(receipts)} receipts without a record")
+        self.assertEqual(len([r for r in records(log) if r["event"] == "daemon.start"]), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
