@@ -19,7 +19,8 @@ struct dkc_conn {
 	int fd;
 	int timeout_ms;
 	uint64_t next_id;
-	struct dk_buf in; /* bytes read and not yet a whole frame */
+	struct dk_buf in;  /* bytes read and not yet a whole frame */
+	struct dk_buf out; /* the frame being sent (kept: no allocation per request) */
 };
 
 int
@@ -53,6 +54,7 @@ dkc_connect(const char *socket_path, int timeout_ms, struct dkc_conn **out)
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	c->next_id = 1;
 	dk_buf_init(&c->in, DK_FRAME_MAX + DK_FRAME_HEADER_LEN + 65536);
+	dk_buf_init(&c->out, DK_FRAME_MAX + DK_FRAME_HEADER_LEN);
 	fd = -1;
 	*out = c;
 	r = 0;
@@ -69,6 +71,7 @@ dkc_close(struct dkc_conn *c)
 		return;
 	close(c->fd);
 	dk_buf_free(&c->in);
+	dk_buf_free(&c->out);
 	free(c);
 }
 
@@ -116,7 +119,6 @@ static int
 conn_send_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
 {
 	size_t n = dkimkeep__v1__request__get_packed_size(req);
-	uint8_t *buf;
 	int r;
 
 	if (n > DK_FRAME_MAX)
@@ -124,12 +126,15 @@ conn_send_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
 		    "the request is %zu bytes, over the 1 MiB frame limit; send the body hash, "
 		    "not the body",
 		    n);
-	if ((buf = malloc(n + DK_FRAME_HEADER_LEN)) == NULL)
-		return DK_ERR_NOMEM;
-	dk_frame_put_len(buf, (uint32_t)n);
-	dkimkeep__v1__request__pack(req, buf + DK_FRAME_HEADER_LEN);
-	r = conn_write_all(c, buf, n + DK_FRAME_HEADER_LEN);
-	free(buf);
+	dk_buf_reset(&c->out);
+	if ((r = dk_buf_reserve(&c->out, n + DK_FRAME_HEADER_LEN)) != 0)
+		return r;
+	dk_frame_put_len(c->out.data, (uint32_t)n);
+	dkimkeep__v1__request__pack(req, c->out.data + DK_FRAME_HEADER_LEN);
+	r = conn_write_all(c, c->out.data, n + DK_FRAME_HEADER_LEN);
+	/* A request with a whole body does not pin its size for the connection's life. */
+	if (c->out.cap > 65536)
+		dk_buf_free(&c->out);
 	return r;
 }
 
@@ -154,10 +159,14 @@ conn_recv_response(struct dkc_conn *c, Dkimkeep__V1__Response **out)
 			if (c->in.len >= DK_FRAME_HEADER_LEN + (size_t)flen)
 				break;
 		}
-		if ((r = conn_wait(c, POLLIN)) != 0)
-			return r;
+		/* recv first: with requests pipelined the answer is often there already. */
 		n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((r = conn_wait(c, POLLIN)) != 0)
+				return r;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return dk_err_set(DK_ERR_UNAVAILABLE,

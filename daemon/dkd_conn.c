@@ -3,6 +3,7 @@
  * queued, answers out.  Runs on the loop thread only.
  */
 #include <sys/socket.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@
 
 #define CONN_INFLIGHT_MAX 256 /* requests queued per connection before reading pauses */
 #define CONN_OUT_HIGH     (4 * 1024 * 1024) /* unread answers before reading pauses */
-#define CONN_TIMEOUT_SEC  30 /* a stalled frame or unread answers are dropped after */
+#define CONN_TIMEOUT_SEC  30   /* a stalled frame or unread answers are dropped after */
+#define CONN_FRAME_STACK  8192 /* answers up to this size are framed on the stack */
 
 struct dkd_conn {
 	struct dkd_loop *lp;
@@ -158,12 +160,20 @@ conn_count(struct dkd_loop *lp, Dkimkeep__V1__Status st)
 		lp->counters[map[st]]++;
 }
 
-/* Frame and queue one response on c. */
+/*
+ * Frame one response and send it.  With nothing queued before it, it goes
+ * straight to the socket; only what does not fit is queued on the
+ * bufferevent.  Queuing everything would cost an EPOLLOUT round per
+ * answer: two epoll_ctl and one more loop turn (docs/performance.md).
+ */
 static void
 conn_send(struct dkd_conn *c, Dkimkeep__V1__Response *resp)
 {
+	struct evbuffer *out;
 	struct evbuffer_iovec v;
-	size_t n;
+	uint8_t frame[CONN_FRAME_STACK];
+	size_t n, done = 0;
+	ssize_t w;
 
 	if (c->closed)
 		return;
@@ -173,8 +183,26 @@ conn_send(struct dkd_conn *c, Dkimkeep__V1__Response *resp)
 		    (unsigned long long)resp->id, n);
 		return;
 	}
-	if (evbuffer_reserve_space(bufferevent_get_output(c->bev), n + DK_FRAME_HEADER_LEN, &v, 1) <
-	    1) {
+	out = bufferevent_get_output(c->bev);
+	conn_count(c->lp, resp->status);
+	if (n + DK_FRAME_HEADER_LEN <= sizeof(frame) && evbuffer_get_length(out) == 0) {
+		dk_frame_put_len(frame, (uint32_t)n);
+		dkimkeep__v1__response__pack(resp, frame + DK_FRAME_HEADER_LEN);
+		n += DK_FRAME_HEADER_LEN;
+		do {
+			w = send(bufferevent_getfd(c->bev), frame + done, n - done,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		} while ((w > 0 && (done += (size_t)w) < n) || (w < 0 && errno == EINTR));
+		/* The rest (a full socket buffer, or an error the bufferevent reports) is queued.
+		 */
+		if (done < n && evbuffer_add(out, frame + done, n - done) != 0) {
+			dk_log_err(
+			    "out of memory answering pid %d; connection closed", (int)c->pid);
+			conn_close(c);
+		}
+		return;
+	}
+	if (evbuffer_reserve_space(out, n + DK_FRAME_HEADER_LEN, &v, 1) < 1) {
 		dk_log_err("out of memory answering pid %d; connection closed", (int)c->pid);
 		conn_close(c);
 		return;
@@ -182,8 +210,7 @@ conn_send(struct dkd_conn *c, Dkimkeep__V1__Response *resp)
 	dk_frame_put_len(v.iov_base, (uint32_t)n);
 	dkimkeep__v1__response__pack(resp, (uint8_t *)v.iov_base + DK_FRAME_HEADER_LEN);
 	v.iov_len = n + DK_FRAME_HEADER_LEN;
-	evbuffer_commit_space(bufferevent_get_output(c->bev), &v, 1);
-	conn_count(c->lp, resp->status);
+	evbuffer_commit_space(out, &v, 1);
 }
 
 static void conn_error(struct dkd_conn *c, uint64_t id, int err, const char *fmt, ...)

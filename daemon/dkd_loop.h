@@ -42,7 +42,8 @@ struct dkd_loop {
 	struct dkd_pool *pool;
 	struct dkd_outbox *outbox; /* finished jobs, filled by workers */
 	struct dkd_tokens *tokens;
-	struct event *done_ev;
+	struct event *done_ev; /* reads done_fd */
+	int done_fd;           /* eventfd: workers write it when the outbox fills */
 	const char *conf_path;
 	int max_connections;
 	int queue_max;

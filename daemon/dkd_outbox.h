@@ -10,7 +10,7 @@
 
 struct dkd_outbox;
 
-/* wake(arg) is called from the putting thread; it must be thread-safe (event_active()). */
+/* wake(arg) is called from the putting thread; it must be thread-safe (an eventfd write). */
 int dkd_outbox_new(void (*wake)(void *), void *arg, struct dkd_outbox **out);
 /* Append a list of jobs linked by next (one job is a list of one). */
 void dkd_outbox_put(struct dkd_outbox *o, struct dkd_job *list);

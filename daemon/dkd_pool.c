@@ -10,6 +10,7 @@
  * retires.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -22,6 +23,15 @@
 
 #define POOL_SPARES_PER_WORKER 3 /* spare threads for stuck ones, per configured worker */
 #define WATCHDOG_TICK_MS       50
+/*
+ * A worker that finds the queue empty while no other worker is busy spins
+ * this long before it sleeps.  At one request at a time the next one comes
+ * within a round trip to the caller; a sleeping worker is woken through
+ * the scheduler, and on a VM whose idle vCPU halts that wake-up costs more
+ * than the spin (docs/performance.md, "Latency").  Under load the queue is
+ * not empty or another worker is busy, and nobody spins.
+ */
+#define POOL_SPIN_US 250
 
 struct dkd_worker {
 	struct dkd_pool *pool;
@@ -39,8 +49,11 @@ struct dkd_pool {
 	struct dkd_job *head, *tail;
 	size_t depth;
 	int stopping;
-	int live;   /* worker threads running and not stuck */
-	int nslots; /* started so far (slots are never reused) */
+	int live;              /* worker threads running and not stuck */
+	int busy;              /* workers holding a job */
+	uint64_t last_wait_us; /* how long the last worker to wait for a job waited */
+	atomic_uint submitted; /* jobs queued so far (read without the lock by a spinning worker) */
+	int nslots;            /* started so far (slots are never reused) */
 
 	/* constant after start */
 	size_t queue_max;
@@ -58,11 +71,44 @@ struct dkd_pool {
 
 static void *worker_main(void *arg);
 
+static inline void
+pool_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Wait up to POOL_SPIN_US for a job to be queued, without sleeping (pool lock held, and again on
+ * return). */
+static void
+pool_spin(struct dkd_pool *p)
+{
+	unsigned seen = atomic_load_explicit(&p->submitted, memory_order_relaxed);
+	uint64_t end = dk_now_us() + POOL_SPIN_US;
+	int i;
+
+	pthread_mutex_unlock(&p->lock);
+	do {
+		for (i = 0; i < 64; i++) {
+			if (atomic_load_explicit(&p->submitted, memory_order_relaxed) != seen)
+				goto out;
+			pool_cpu_relax();
+		}
+	} while (dk_now_us() < end);
+out:
+	pthread_mutex_lock(&p->lock);
+}
+
 /* Next job, or NULL when stopping with an empty queue or when w is surplus. */
 static struct dkd_job *
 pool_next(struct dkd_pool *p, struct dkd_worker *w)
 {
 	struct dkd_job *job = NULL;
+	uint64_t idle_since = 0;
+	int spun = 0;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -82,7 +128,20 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 		}
 		if (p->stopping)
 			break;
+		if (idle_since == 0)
+			idle_since = dk_now_us();
+		/* Spin only where it pays: the last wait for work was about a spin long. */
+		if (!spun && p->busy == 0 && p->last_wait_us <= 2 * POOL_SPIN_US) {
+			spun = 1;
+			pool_spin(p);
+			continue;
+		}
 		pthread_cond_wait(&p->cond, &p->lock);
+	}
+	if (job != NULL) {
+		p->busy++;
+		if (idle_since != 0)
+			p->last_wait_us = dk_now_us() - idle_since;
 	}
 	pthread_mutex_unlock(&p->lock);
 	return job;
@@ -97,6 +156,7 @@ pool_done(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job)
 	pthread_mutex_lock(&p->lock);
 	ours = !job->abandoned;
 	w->current = NULL;
+	p->busy--;
 	if (w->stuck) {
 		/* Back from the token at last: count again as a worker (pool_next may retire it).
 		 */
@@ -161,6 +221,7 @@ pool_push_front(struct dkd_pool *p, struct dkd_job *job)
 	if (p->tail == NULL)
 		p->tail = job;
 	p->depth++;
+	atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
 	pthread_cond_signal(&p->cond);
 }
 
@@ -287,6 +348,7 @@ dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job)
 			p->head = job;
 		p->tail = job;
 		p->depth++;
+		atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
 		pthread_cond_signal(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);

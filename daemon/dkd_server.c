@@ -2,6 +2,8 @@
  * dkd_server.c - the event loop: listener, signals, the wake-up from the
  * workers, and the background threads for reload and token health.
  */
+#include <sys/eventfd.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -12,7 +14,6 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
@@ -30,19 +31,30 @@ static void
 server_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dkd_loop *lp = arg;
+	uint64_t n;
 
-	(void)fd;
 	(void)what;
+	/* Reset the eventfd first: a job put after the take below writes it again. */
+	while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+		;
 	dkd_conn_deliver(lp, dkd_outbox_take(lp->outbox));
 }
 
-/* Called by a worker thread: wake the loop. */
+/*
+ * Called by a worker (or the audit writer): wake the loop.  An eventfd of
+ * our own, not event_active(): that takes libevent's base lock, which the
+ * loop holds while it runs, and the contention was most of the loop's
+ * futex calls (docs/performance.md).  No thread but the loop calls into
+ * libevent, so libevent runs without locks at all.
+ */
 static void
 server_wake(void *arg)
 {
 	struct dkd_loop *lp = arg;
+	uint64_t one = 1;
 
-	event_active(lp->done_ev, EV_READ, 0);
+	while (write(lp->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 /* The pool's sink: finished jobs go to the loop's outbox. */
@@ -361,12 +373,17 @@ dkd_server_run(const struct dkd_server_params *p)
 	lp.queue_max = p->queue;
 	lp.started = (int64_t)time(NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (evthread_use_pthreads() != 0 || (lp.base = event_base_new()) == NULL) {
+	lp.done_fd = -1;
+	if ((lp.base = event_base_new()) == NULL) {
 		r = dk_err_set(DK_ERR_INTERNAL, "cannot create the event loop");
 		goto out;
 	}
-	lp.done_ev = event_new(lp.base, -1, EV_PERSIST, server_done_cb, &lp);
-	if (lp.done_ev == NULL) {
+	if ((lp.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		r = dk_err_set(DK_ERR_INTERNAL, "cannot create an eventfd: %s", strerror(errno));
+		goto out;
+	}
+	lp.done_ev = event_new(lp.base, lp.done_fd, EV_READ | EV_PERSIST, server_done_cb, &lp);
+	if (lp.done_ev == NULL || event_add(lp.done_ev, NULL) != 0) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
@@ -427,6 +444,8 @@ out:
 		event_free(ev_rotate);
 	if (lp.done_ev != NULL)
 		event_free(lp.done_ev);
+	if (lp.done_fd >= 0)
+		close(lp.done_fd);
 	if (drain_ev != NULL)
 		event_free(drain_ev); /* freed before its base (found by the sanitizer build) */
 	drain_ev = NULL;
