@@ -65,7 +65,7 @@ static const char usage_text[] =
     "  -c FILE     configuration file (default: $DKIMKEEP_CONF or " DK_CONF_DEFAULT_PATH ")\n"
     "  -p SOCKET   where the MTA connects, in libmilter form: unix:/path (also\n"
     "              local:/path or a bare path), inet:PORT@HOST, inet6:PORT@HOST\n"
-    "              (default: socket= in [milter], else unix:/run/dkimkeep/milter.sock)\n"
+    "              (default: socket= in [milter], else unix:/run/dkimkeep-milter/milter.sock)\n"
     "  -f          stay in the foreground and log to stderr (else: background, syslog\n"
     "              facility mail)\n"
     "  -d          also log debug lines (why each message is or is not signed)\n"
@@ -78,6 +78,8 @@ static const char usage_text[] =
     "  socket= of [daemon]).  The daemon needs a [client] section for the user this\n"
     "  milter runs as, with domains= listing what it may sign.  A unix socket is\n"
     "  created with mode 0770 (umask 007): put the MTA's user in the milter's group.\n"
+    "  The daemon's own config will do: its pin_file and tsig_key_file are not\n"
+    "  checked here (the milter never opens them).\n"
     "\n"
     "SIGNALS\n"
     "  SIGTERM, SIGINT: finish the messages in progress and exit 0.\n"
@@ -88,7 +90,7 @@ static const char usage_text[] =
     "\n"
     "EXAMPLES\n"
     "  dkimkeep-milter -f -p inet:8891@127.0.0.1\n"
-    "  Postfix main.cf:  smtpd_milters = unix:/run/dkimkeep/milter.sock\n"
+    "  Postfix main.cf:  smtpd_milters = unix:/run/dkimkeep-milter/milter.sock\n"
     "                    non_smtpd_milters = $smtpd_milters\n"
     "                    milter_default_action = tempfail\n"
     "  Test:             swaks --server 127.0.0.1 --from you@example.com --to x@example.net\n"
@@ -255,7 +257,8 @@ setup_config(const struct opts *o, char **spec)
 	struct dk_conf *conf = NULL;
 	int r;
 
-	if ((r = dk_conf_load(o->conf_path, &conf)) != 0) {
+	/* The daemon's config may be loaded: its PIN files are not the milter's to see. */
+	if ((r = dk_conf_load_flags(o->conf_path, DK_CONF_NO_SECRET_CHECK, &conf)) != 0) {
 		dk_log_err("%s", dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 		r = r == DK_ERR_NOMEM ? EX_OSERR : EX_CONFIG;
 		goto out;

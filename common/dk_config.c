@@ -321,12 +321,19 @@ dk_conf_default_path(void)
 int
 dk_conf_load(const char *path, struct dk_conf **out)
 {
+	return dk_conf_load_flags(path, 0, out);
+}
+
+int
+dk_conf_load_flags(const char *path, unsigned flags, struct dk_conf **out)
+{
 	struct conf_ctx x;
 	struct dk_conf *c = NULL;
 	struct stat st;
 	int r, ir;
 
 	memset(&x, 0, sizeof(x));
+	x.flags = flags;
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		r = dk_err_set(DK_ERR_NOMEM, "out of memory loading %s", path);

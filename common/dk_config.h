@@ -119,7 +119,7 @@ struct dk_conf_dns {
 };
 
 struct dk_conf_milter {
-	char *socket; /* libmilter form, default unix:/run/dkimkeep/milter.sock */
+	char *socket; /* libmilter form, default unix:/run/dkimkeep-milter/milter.sock */
 	enum dk_milter_sign sign;
 	char **internal_hosts; /* CIDRs, default 127.0.0.0/8 and ::1/128 */
 	size_t ninternal_hosts;
@@ -151,6 +151,15 @@ const char *dk_conf_default_path(void);
  * Caller frees *out with dk_conf_free().
  */
 int dk_conf_load(const char *path, struct dk_conf **out);
+/*
+ * Flags of dk_conf_load_flags().  DK_CONF_NO_SECRET_CHECK: secret files
+ * (pin_file, tsig_key_file) are only resolved to absolute paths, not
+ * examined, for a program that never opens them and may not be allowed to
+ * (dkimkeep-milter, running as its own user, loading the daemon's config).
+ */
+#define DK_CONF_NO_SECRET_CHECK 0x1u
+/* dk_conf_load() with flags; dk_conf_load(p, o) is dk_conf_load_flags(p, 0, o). */
+int dk_conf_load_flags(const char *path, unsigned flags, struct dk_conf **out);
 /* Free everything dk_conf_load() allocated; safe on NULL. */
 void dk_conf_free(struct dk_conf *c);
 

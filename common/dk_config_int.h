@@ -29,7 +29,7 @@
 #define CONF_KEYS_MAX        16
 #define CONF_PWBUF_MAX       (1024 * 1024)
 #define CONF_DEFAULT_SOCKET  "/run/dkimkeep/sign.sock"
-#define CONF_DEFAULT_MSOCKET "unix:/run/dkimkeep/milter.sock"
+#define CONF_DEFAULT_MSOCKET "unix:/run/dkimkeep-milter/milter.sock" /* its RuntimeDirectory= */
 #define CONF_DEFAULT_TMPL    "s{date:%Y%m}-{alg}"
 
 enum line_kind {
@@ -87,6 +87,7 @@ struct dom_lines {
 struct conf_ctx {
 	struct dk_conf *c;
 	FILE *f;
+	unsigned flags; /* of dk_conf_load_flags */
 	int err;
 	int lineno;
 	enum line_kind kind;

@@ -433,7 +433,8 @@ conf_mode_who(mode_t m)
  * A secret file (PIN, TSIG key): a regular file, not a link (dk_secret opens
  * with O_NOFOLLOW), mode 0400/0600.  A relative name found in
  * $CREDENTIALS_DIRECTORY is taken from there, as dk_secret_read_pin() does.
- * The secret itself is not read here.
+ * The secret itself is not read here; with DK_CONF_NO_SECRET_CHECK the file
+ * is not examined either.
  */
 int
 key_secret_file(struct conf_ctx *x, const struct key_def *k, void *s, const char *v, int cont)
@@ -444,6 +445,12 @@ key_secret_file(struct conf_ctx *x, const struct key_def *k, void *s, const char
 	int r = 0;
 
 	(void)cont;
+	if (x->flags & DK_CONF_NO_SECRET_CHECK) {
+		/* Named only (dk_conf_load_flags): the caller never opens it. */
+		if ((r = conf_abspath(x, k, v, &p)) == 0)
+			conf_store(s, k, &p);
+		goto out;
+	}
 	if (v[0] != '/' && creds != NULL && creds[0] != '\0') {
 		if ((p = conf_cat3(creds, "/", v)) == NULL) {
 			r = conf_nomem(x);

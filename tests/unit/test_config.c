@@ -392,7 +392,7 @@ test_defaults(void **state)
 	assert_null(c->dns.publish_command);
 	assert_null(c->dns.notify_command);
 
-	assert_string_equal(c->milter.socket, "unix:/run/dkimkeep/milter.sock");
+	assert_string_equal(c->milter.socket, "unix:/run/dkimkeep-milter/milter.sock");
 	assert_int_equal(c->milter.sign, DK_MILTER_SIGN_LOCAL);
 	assert_int_equal(c->milter.ninternal_hosts, 2);
 	assert_string_equal(c->milter.internal_hosts[0], "127.0.0.0/8");
@@ -761,6 +761,34 @@ test_pin_files(void **state)
 	    "[dns] tsig_key_file: ", "readable by others");
 }
 
+/* DK_CONF_NO_SECRET_CHECK (the milter): secret files are named, not examined. */
+static void
+test_no_secret_check(void **state)
+{
+	struct fx *fx = *state;
+	struct dk_conf *c = NULL;
+	char path[256], want[512];
+
+	snprintf(path, sizeof(path), "%s/primary.pin", fx->dir);
+	assert_int_equal(chmod(path, 0644), 0);
+	write_file(fx->dir, "dkimkeep.conf",
+	    BASE "[dns]\ntsig_key_file = missing.key\n[milter]\nsign = all\n", 0644);
+	assert_int_equal(dk_conf_load(fx->conf, &c), DK_ERR_CONFIG);
+	assert_null(c);
+	assert_int_equal(dk_conf_load_flags(fx->conf, DK_CONF_NO_SECRET_CHECK, &c), 0);
+	assert_non_null(c);
+	assert_string_equal(c->tokens[0].pin_file, path);
+	snprintf(want, sizeof(want), "%s/missing.key", fx->dir);
+	assert_string_equal(c->dns.tsig_key_file, want);
+	assert_int_equal(c->milter.sign, DK_MILTER_SIGN_ALL);
+	dk_conf_free(c);
+	/* Everything else is checked as ever. */
+	write_file(fx->dir, "dkimkeep.conf", BASE "[milter]\nsign = some\n", 0644);
+	c = NULL;
+	assert_int_equal(dk_conf_load_flags(fx->conf, DK_CONF_NO_SECRET_CHECK, &c), DK_ERR_CONFIG);
+	assert_null(c);
+}
+
 static void
 test_credentials_directory(void **state)
 {
@@ -1030,6 +1058,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_err_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_err_client, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pin_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_secret_check, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_credentials_directory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_io_errors, setup, teardown),
