@@ -281,7 +281,23 @@ dka_file_batch(struct dka_file *f, struct dka_batch *b, const struct dka_head *a
 }
 
 int
+dka_file_sync(int fd, int regular, const char *path)
+{
+	/* A device or pipe (/dev/null, a FIFO) cannot be synced: that is no failure. */
+	if (fdatasync(fd) != 0 && (regular || (errno != EINVAL && errno != EROFS)))
+		return dk_err_set(
+		    DK_ERR_IO, "writing the audit log %s (fdatasync): %s", path, strerror(errno));
+	return 0;
+}
+
+int
 dka_file_commit(struct dka_file *f, struct dka_batch *b)
+{
+	return dka_file_append(f, b, 1);
+}
+
+int
+dka_file_append(struct dka_file *f, struct dka_batch *b, int sync)
 {
 	const uint8_t *p = b->buf.data;
 	size_t left = b->buf.len;
@@ -301,11 +317,8 @@ dka_file_commit(struct dka_file *f, struct dka_batch *b)
 		left -= (size_t)n;
 	}
 	/* Group commit: one fdatasync for the whole batch, before anyone is answered. */
-	if (fdatasync(f->fd) != 0 && (f->regular || (errno != EINVAL && errno != EROFS))) {
-		r = dk_err_set(DK_ERR_IO, "writing the audit log %s (fdatasync): %s", f->path,
-		    strerror(errno));
+	if (sync && (r = dka_file_sync(f->fd, f->regular, f->path)) != 0)
 		goto fail;
-	}
 	if (f->size >= 0)
 		f->size += (off_t)b->buf.len;
 	f->head = b->head;

@@ -67,5 +67,13 @@ int dka_file_batch(struct dka_file *f, struct dka_batch *b, const struct dka_hea
  * DK_ERR_IO with detail "writing FILE: <errno text>".
  */
 int dka_file_commit(struct dka_file *f, struct dka_batch *b);
+/*
+ * The same with sync 0: written, not yet durable.  The caller makes it
+ * durable with dka_file_sync() before anyone relies on it (the daemon's
+ * syncer thread does, for many batches at once).
+ */
+int dka_file_append(struct dka_file *f, struct dka_batch *b, int sync);
+/* fdatasync(fd) of the log at path; DK_ERR_IO with detail.  Safe from any thread. */
+int dka_file_sync(int fd, int regular, const char *path);
 
 #endif /* DKA_FILE_H */

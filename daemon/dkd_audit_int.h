@@ -65,6 +65,30 @@ struct dkd_audit {
 	int stopping;
 	int reopen;
 
+	/*
+	 * The syncer thread (dkd-audit-sync): batches the writer has written
+	 * wait here for one fdatasync that covers them all; their jobs go to
+	 * the outbox only after it.  The writer formats and writes the next
+	 * records meanwhile.
+	 */
+	pthread_t syncer;
+	int syncer_started;
+	pthread_mutex_t sync_lock; /* protects everything down to sync_stop */
+	pthread_cond_t sync_cond;  /* written records to sync, or stop */
+	pthread_cond_t sync_idle;  /* nothing left to sync and no fdatasync running */
+	struct dkd_job *sync_jobs, *sync_tail;
+	size_t sync_njobs;
+	int sync_want;         /* records written and not yet synced */
+	int64_t sync_since_us; /* when the oldest of them was written */
+	int sync_busy;         /* an fdatasync runs */
+	int sync_hurry;        /* the writer waits for it: no company */
+	int sync_fd;           /* the log's descriptor for it (fixed while anything waits) */
+	int sync_regular;
+	const char *sync_path;
+	size_t sync_last; /* jobs covered by the last fdatasync */
+	int sync_stop;
+	int64_t sync_logged_us; /* last fdatasync failure logged */
+
 	/* audit thread only */
 	struct hsm_session *sess;
 	unsigned sess_gen;
@@ -74,10 +98,8 @@ struct dkd_audit {
 	uint8_t hour_key[DKA_MAC_LEN]; /* K_hour of hour (mlock'ed, wiped when replaced) */
 	char hour[DKA_HOUR_LEN + 1];   /* "" when there is none */
 	struct dka_mac hour_mac;       /* HMAC-SHA256 set up with hour_key */
-	size_t last_batch_jobs;        /* jobs in the batch before: is there company to wait for? */
-	int64_t sync_us, cycle_us; /* when the last batch was taken; time since the one before */
-	int64_t unsealed_since_us; /* first record after the last checkpoint, 0: none */
-	uint64_t lost;             /* records not written (audit_fail = open) */
+	int64_t unsealed_since_us;     /* first record after the last checkpoint, 0: none */
+	uint64_t lost;                 /* records not written (audit_fail = open) */
 	char lost_why[AUDIT_TEXT_MAX];
 	int64_t logged_us; /* last error logged (rate limit) */
 };
