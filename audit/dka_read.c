@@ -428,6 +428,21 @@ dka_lines_next(struct dka_lines *it, const uint8_t **line, size_t *len, int *com
 			return *len + 1 > DKA_LINE_MAX ? DK_ERR_TOO_LARGE : 1;
 		}
 		if (have >= DKA_LINE_MAX) {
+			/* Skip the rest of the over-long line: the next call reads the line after
+			 * it. */
+			for (;;) {
+				it->start = it->end;
+				if (it->eof)
+					break;
+				if ((r = lines_fill(it)) != 0)
+					return r;
+				have = it->end - it->start;
+				if (have &&
+				    (nl = memchr(it->buf + it->start, '\n', have)) != NULL) {
+					it->start += (size_t)(nl - (it->buf + it->start)) + 1;
+					break;
+				}
+			}
 			it->lineno++;
 			return DK_ERR_TOO_LARGE;
 		}

@@ -264,14 +264,29 @@ static int
 query_one(ldns_resolver *res, const char *server, const char *name, const ldns_rdf *cur,
     struct rot_txt *out, ldns_rdf **next)
 {
-	ldns_pkt *pkt = NULL;
+	ldns_pkt *q = NULL, *pkt = NULL;
+	ldns_rr_list *qs;
 	int r;
 
 	*next = NULL;
-	if (ldns_resolver_send(&pkt, res, cur, LDNS_RR_TYPE_TXT, LDNS_RR_CLASS_IN, LDNS_RD) !=
-	        LDNS_STATUS_OK ||
-	    pkt == NULL) {
+	if (ldns_resolver_prepare_query_pkt(
+	        &q, res, cur, LDNS_RR_TYPE_TXT, LDNS_RR_CLASS_IN, LDNS_RD) != LDNS_STATUS_OK ||
+	    q == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	if (ldns_resolver_send_pkt(&pkt, res, q) != LDNS_STATUS_OK || pkt == NULL) {
 		r = query_fail(DK_ERR_TIMEOUT, server, name, "no answer; is the server up?");
+		goto out;
+	}
+	/* ldns takes any answer that arrives: one to another query is forged or stray. */
+	qs = ldns_pkt_question(pkt);
+	if (ldns_pkt_id(pkt) != ldns_pkt_id(q) || !ldns_pkt_qr(pkt) || qs == NULL ||
+	    ldns_rr_list_rr_count(qs) != 1 ||
+	    ldns_dname_compare(ldns_rr_owner(ldns_rr_list_rr(qs, 0)), cur) != 0 ||
+	    ldns_rr_get_type(ldns_rr_list_rr(qs, 0)) != LDNS_RR_TYPE_TXT) {
+		r = query_fail(DK_ERR_PARSE, server, name,
+		    "the answer does not match the query (its ID or question differs)");
 		goto out;
 	}
 	switch (ldns_pkt_get_rcode(pkt)) {
@@ -297,6 +312,7 @@ query_one(ldns_resolver *res, const char *server, const char *name, const ldns_r
 	out->status = out->n > 0 ? ROT_DNS_FOUND : ROT_DNS_NODATA;
 	r = 0;
 out:
+	ldns_pkt_free(q);
 	ldns_pkt_free(pkt);
 	return r;
 }
