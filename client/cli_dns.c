@@ -216,6 +216,42 @@ have_selector(const struct cli_keys *ks, const char *domain, const char *selecto
 	return 0;
 }
 
+/* The name of a destroyed key (selector, with m's domain, alg and slot): no record wanted. */
+static void
+check_destroyed(
+    const char *server, const struct hsm_key_meta *m, const char *selector, struct check *ck)
+{
+	memset(ck, 0, sizeof(*ck));
+	ck->domain = m->domain;
+	ck->selector = selector;
+	ck->alg = m->alg;
+	ck->slot = m->slot;
+	ck->state = "destroyed";
+	snprintf(ck->name, sizeof(ck->name), "%s._domainkey.%s", selector, m->domain);
+	check_name(server, ck, NULL);
+}
+
+/* A tombstone (hsm_key_list_all), or a record left without its private key. */
+static int
+key_gone(const struct cli_key *k)
+{
+	return strcmp(k->k.meta.state, "destroyed") == 0 || k->k.priv == 0;
+}
+
+/* Does a key that is not gone answer at m's name? */
+static int
+live_selector(const struct cli_keys *ks, const struct hsm_key_meta *m)
+{
+	size_t i;
+
+	for (i = 0; i < ks->n; i++) {
+		if (!key_gone(&ks->v[i]) && strcasecmp(ks->v[i].k.meta.domain, m->domain) == 0 &&
+		    strcasecmp(ks->v[i].k.meta.selector, m->selector) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* A selector a live key replaced, whose key is gone from the token: destroyed. */
 static int
 check_replaced(const char *server, const struct cli_keys *ks, size_t i, struct check *ck)
@@ -230,14 +266,7 @@ check_replaced(const char *server, const struct cli_keys *ks, size_t i, struct c
 		    strcasecmp(ks->v[j].k.meta.replaces, m->replaces) == 0)
 			return 0;
 	}
-	memset(ck, 0, sizeof(*ck));
-	ck->domain = m->domain;
-	ck->selector = m->replaces;
-	ck->alg = m->alg;
-	ck->slot = m->slot;
-	ck->state = "destroyed";
-	snprintf(ck->name, sizeof(ck->name), "%s._domainkey.%s", m->replaces, m->domain);
-	check_name(server, ck, NULL);
+	check_destroyed(server, m, m->replaces, ck);
 	return 1;
 }
 
@@ -334,6 +363,15 @@ check_all(
 	if (json)
 		dk_json_arr_open(&j, NULL);
 	for (i = 0; i < ks->n; i++) {
+		if (key_gone(&ks->v[i]) && live_selector(ks, &ks->v[i].k.meta))
+			continue; /* the name is a live key's: checked with that key */
+		if (key_gone(&ks->v[i])) {
+			/* A tombstone: the key is destroyed, its record must be gone too. */
+			check_destroyed(server, &ks->v[i].k.meta, ks->v[i].k.meta.selector, &ck);
+			*problems += ck.n > 0;
+			write_check(&ck, json, &j, out);
+			continue;
+		}
 		if ((r = check_key(server, &ks->v[i], &ck)) != 0)
 			return r;
 		*problems += ck.n > 0;
@@ -369,7 +407,8 @@ dns_check(const struct dns_args *a)
 	if ((r = cli_conf_load(a->conf_path, &conf)) != 0)
 		goto out;
 	cli_toks_init(&ts, conf);
-	if ((r = cli_keys_gather(&ts, a->domain != NULL ? domain : NULL, &ks)) != 0)
+	/* Destroyed keys' records are kept until DNS drops them: checked too. */
+	if ((r = cli_keys_gather_all(&ts, a->domain != NULL ? domain : NULL, &ks)) != 0)
 		goto out;
 	cli_keys_sort(&ks);
 	r = check_all(

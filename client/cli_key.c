@@ -510,11 +510,14 @@ new_make(struct cli_tok *tok, struct key_new *kn, const struct dk_buf *pem, stru
 		r = hsm_key_generate(tok->s, kn->type, kn->bits, &kn->meta, k);
 	if (r != 0)
 		return r;
-	if ((r = hsm_key_check(tok->s, k, &weak, why, sizeof(why))) != 0) {
+	r = hsm_key_check(tok->s, k, &weak, why, sizeof(why));
+	if (r != 0 && r != DK_ERR_NOMEM) /* a stale view of a token others write? look again */
+		r = hsm_key_recheck(tok->s, k, &weak, why, sizeof(why));
+	if (r != 0) {
 		char detail[WHY_MAX];
 
 		snprintf(detail, sizeof(detail), "%s", dk_err_detail());
-		if (hsm_key_destroy(tok->s, k) != 0)
+		if (hsm_key_destroy(tok->s, k, 0) != 0)
 			cli_warn("the refused key could not be destroyed: %s", dk_err_detail());
 		return dk_err_set(r, "the new key fails the check and was destroyed: %s", detail);
 	}
@@ -662,6 +665,20 @@ list_row(struct dk_buf *out, const struct cli_key *ck, int wd, int ws, const cha
 	    created, ck->k.id_hex, check);
 }
 
+/*
+ * A key that a daemon (or another command) destroyed between our listing
+ * and the reads of its objects is not an error: it is simply not listed.
+ */
+static int
+skip_vanished(const struct cli_key *ck)
+{
+	if (!cli_key_vanished(ck->tok, &ck->k))
+		return 0;
+	cli_warn("key %s (%s._domainkey.%s) was destroyed while it was being listed; skipped",
+	    ck->k.id_hex, ck->k.meta.selector, ck->k.meta.domain);
+	return 1;
+}
+
 /* Check every key as dkimkeepd does and write the list as text or JSON. */
 static int
 list_write(const struct cli_keys *ks, int json, struct dk_buf *out)
@@ -684,6 +701,8 @@ list_write(const struct cli_keys *ks, int json, struct dk_buf *out)
 	for (i = 0; i < ks->n; i++) {
 		weak = 0;
 		r = hsm_key_check(ks->v[i].tok->s, &ks->v[i].k, &weak, why, sizeof(why));
+		if (r != 0 && r != DK_ERR_KEY_HYGIENE && skip_vanished(&ks->v[i]))
+			continue;
 		if (r != 0 && r != DK_ERR_KEY_HYGIENE)
 			return r;
 		usable = r == 0;
@@ -720,6 +739,9 @@ dns_write(const struct cli_keys *ks, int json, struct dk_buf *out)
 			r = cli_dns_json(&j, NULL, &ks->v[i]);
 		else if ((r = cli_dns_line(ks->v[i].tok, &ks->v[i].k, out)) == 0)
 			r = dk_buf_putc(out, '\n');
+		if (r != 0 && r != DK_ERR_NOMEM && r != DK_ERR_TOO_LARGE &&
+		    skip_vanished(&ks->v[i]))
+			continue; /* the value is read before anything is written */
 		if (r != 0)
 			return r;
 	}

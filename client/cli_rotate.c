@@ -18,9 +18,11 @@
 #include "common/dk_time.h"
 #include "rotate/rot_lease.h"
 
-#define OUT_MAX     (4 * 1024 * 1024)
-#define CONFIRM_MAX 128
-#define LEASE_TRIES 120 /* 250 ms apart, besides the lease's own settle time */
+#define OUT_MAX            (4 * 1024 * 1024)
+#define CONFIRM_MAX        128
+#define LEASE_POLL_NS      250000000L /* between looks at a lease held by another */
+#define LEASE_WAIT_EXTRA_S 10         /* beyond two step intervals (lease_wait_s) */
+#define LEASE_WAIT_MAX_S   300
 
 static const char rotate_usage[] =
     "usage: dkimkeep [-c FILE] key rotate --domain D [--alg A] [--slot primary|backup]\n"
@@ -46,8 +48,9 @@ static const char rotate_usage[] =
     "  -h, --help        this text\n"
     "\n"
     "Exit codes: 0 started; 64 usage; 65 a rotation is under way already, or the\n"
-    "selector is taken; 69 token or DNS unavailable, publishing failed; 77 PIN\n"
-    "refused or update refused; 78 bad config.\n";
+    "selector is taken; 69 token or DNS unavailable, publishing failed; 75 the\n"
+    "rotation lease did not come (see \"key step --help\"); 77 PIN refused or update\n"
+    "refused; 78 bad config.\n";
 
 static const char step_usage[] =
     "usage: dkimkeep [-c FILE] key step [--domain D] [--resolver HOST:PORT] [--json]\n"
@@ -62,8 +65,11 @@ static const char step_usage[] =
     "smaller than rsa_bits, a ring without a key).  A ring that cannot go on (token\n"
     "down, DNS not showing the record, an update refused) keeps its signing key and is\n"
     "retried at the next step.  Safe to run at any time, also beside running daemons:\n"
-    "one \"key step\" at a time, and one daemon at a time, advances the rings of a\n"
-    "token (a lease kept in the token); a \"key step\" waits for another one's turn.\n"
+    "one process at a time advances the rings of a token (a lease kept in the\n"
+    "token).  Like every command that moves keys, \"key step\" waits for another\n"
+    "command's turn, and a daemon that drives the token hands the lease over at its\n"
+    "next step; when it has not come within two step_interval + 10 s (at most 300 s)\n"
+    "nothing is moved and the command exits 75, naming the holder.\n"
     "\n"
     "Options:\n"
     "  --domain D              only this domain\n"
@@ -76,8 +82,8 @@ static const char step_usage[] =
     "state and what happened or what to do.\n"
     "\n"
     "Exit codes: 0 every ring is where it should be or waiting for its time; 75 a\n"
-    "ring could not proceed (see the warnings; try again later); 64 usage; 77 PIN\n"
-    "refused; 78 bad config.\n";
+    "ring could not proceed (see the warnings; try again later), or the rotation\n"
+    "lease did not come; 64 usage; 77 PIN refused; 78 bad config.\n";
 
 static const char move_usage[] =
     "usage: dkimkeep [-c FILE] key activate|retire|revoke|destroy --domain D --selector S\n"
@@ -107,9 +113,13 @@ static const char move_usage[] =
     "  -c FILE         configuration file\n"
     "  -h, --help      this text\n"
     "\n"
+    "The move takes the token's rotation lease first, as \"key step\" does (a\n"
+    "daemon hands it over at its next step).\n"
+    "\n"
     "Exit codes: 0 done (or the key was there already); 64 usage or not confirmed;\n"
-    "65 refused (the reason says what to do); 69 token or DNS unavailable; 77 PIN or\n"
-    "update refused; 78 bad config.\n";
+    "65 refused (the reason says what to do); 69 token or DNS unavailable; 75 the\n"
+    "rotation lease did not come (another process moves the keys; try again later);\n"
+    "77 PIN or update refused; 78 bad config.\n";
 
 struct rot_args {
 	const char *cmd, *conf_path, *domain, *alg, *slot, *selector, *resolver;
@@ -353,60 +363,97 @@ rot_exit(const struct rot_args *a, const struct rot_ctx *c, int r)
 	return EX_OK;
 }
 
-/*
- * "key step": take the rotation lease of every open token (rotate/rot_lease.h);
- * a token another process drives is read, not moved.  held[i] says which to
- * release at the end.
- */
-static void
-step_leases(struct rot_lease *l, struct rot_tok *toks, size_t n, int *held)
+/* How long an operator's command waits for the rotation lease (a daemon hands it over at its next
+ * step). */
+static int64_t
+lease_wait_s(const struct dk_conf *conf)
 {
+	int64_t w = 2 * (int64_t)conf->daemon.step_interval + LEASE_WAIT_EXTRA_S;
+
+	return w < LEASE_WAIT_MAX_S ? w : LEASE_WAIT_MAX_S;
+}
+
+/* Does the command move the rings of toks[i]: every token for a step, the domain's for the others.
+ */
+static int
+lease_wanted(const struct rot_args *a, const struct dk_conf *conf, const char *domain,
+    const struct rot_tok *tok)
+{
+	const struct dk_conf_domain *ds;
+
+	if (tok->s == NULL)
+		return 0;
+	if (domain == NULL)
+		return 1;
+	if ((ds = dk_conf_domain(conf, domain)) == NULL)
+		return strcmp(a->cmd, "step") == 0;
+	return strcmp(tok->name, ds->primary) == 0 ||
+	       (ds->backup != NULL && strcmp(tok->name, ds->backup) == 0);
+}
+
+/*
+ * Every ring move by the CLI takes the rotation lease of its tokens
+ * (rotate/rot_lease.h) as an operator: another command's turn is waited
+ * for, and a daemon that drives hands the lease over at its next step.
+ * DK_ERR_BUSY (exit 75), naming the holder, when it does not come within
+ * lease_wait_s; held[i] says which to release at the end.
+ */
+static int
+take_leases(const struct rot_args *a, const struct dk_conf *conf, const char *domain,
+    struct rot_lease *l, struct rot_tok *toks, size_t n, int *held)
+{
+	int64_t wait = lease_wait_s(conf), t0;
 	char until[32];
 	size_t i;
-	int tries;
+	int r, said;
 
 	for (i = 0; i < n; i++) {
 		held[i] = 0;
-		if (toks[i].s == NULL)
+		if (!lease_wanted(a, conf, domain, &toks[i]))
 			continue;
-		/*
-		 * Another "key step" holds it for its run: wait for our turn.  A
-		 * daemon holds it for as long as it runs: step anyway, as an
-		 * operator's act (each move is checked against the token first).
-		 */
-		for (tries = 0; tries < LEASE_TRIES; tries++) {
-			if (rot_lease_take(l, toks[i].s, &held[i]) != 0 || held[i])
+		t0 = (int64_t)time(NULL);
+		said = 0;
+		for (;;) {
+			if ((r = rot_lease_take(l, toks[i].s, &held[i])) != 0)
+				return cli_err_prefix(
+				    r, "token \"%s\": the rotation lease", toks[i].name);
+			if (held[i])
 				break;
-			if (strstr(l->other, "/dkimkeepd/") != NULL) {
-				fprintf(stderr,
-				    "dkimkeep: token \"%s\": rotation is driven by %s; stepping "
-				    "anyway (each move is checked against the token)\n",
-				    toks[i].name, l->other);
-				break;
+			if ((int64_t)time(NULL) - t0 >= wait) {
+				dk_time_rfc3339((time_t)l->other_expiry, until, sizeof(until));
+				return dk_err_set(DK_ERR_BUSY,
+				    "token \"%s\": the rings are being moved by %s (its rotation "
+				    "lease runs until %s) and it did not hand them over within "
+				    "%lld "
+				    "s; nothing was moved: try again later",
+				    toks[i].name, l->other[0] ? l->other : "another process",
+				    l->other_expiry ? until : "its decision", (long long)wait);
 			}
-			nanosleep(&(struct timespec){0, 250000000L}, NULL);
+			if (!said && l->other[0]) {
+				fprintf(stderr,
+				    "dkimkeep: token \"%s\": waiting for the rotation lease, held "
+				    "by %s (at most %lld s)\n",
+				    toks[i].name, l->other, (long long)wait);
+				said = 1;
+			}
+			nanosleep(&(struct timespec){0, LEASE_POLL_NS}, NULL);
 		}
-		if (!held[i] && strstr(l->other, "/dkimkeepd/") != NULL)
-			continue; /* observe stays 0 */
-		if (held[i] && tries > 0)
-			fprintf(stderr,
-			    "dkimkeep: token \"%s\": waited for the rotation lease (held by %s)\n",
-			    toks[i].name, l->other[0] ? l->other : "another process");
-		if (tries < LEASE_TRIES && !held[i])
-			fprintf(stderr,
-			    "dkimkeep: token \"%s\": %s; its rings are read, not moved\n",
-			    toks[i].name, dk_err_detail());
-		else if (!held[i]) {
-			dk_time_rfc3339((time_t)l->other_expiry, until, sizeof(until));
-			fprintf(stderr,
-			    "dkimkeep: token \"%s\": rotation is driven by %s (lease until %s); "
-			    "its "
-			    "rings are read, not moved\n",
-			    toks[i].name, l->other[0] ? l->other : "another process",
-			    l->other_expiry ? until : "its decision");
-		}
-		toks[i].observe = !held[i];
+		if (said)
+			fprintf(stderr, "dkimkeep: token \"%s\": got the rotation lease\n",
+			    toks[i].name);
 	}
+	return 0;
+}
+
+static void
+release_leases(struct rot_lease *l, struct rot_tok *toks, size_t n, const int *held)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (held[i] && rot_lease_release(l, toks[i].s) != 0)
+			fprintf(stderr, "dkimkeep: token \"%s\": %s; the lease ends by itself\n",
+			    toks[i].name, dk_err_detail());
 }
 
 static int
@@ -415,7 +462,6 @@ rot_command(const struct rot_args *a)
 	static struct rot_tok toks[DK_CONF_MAX_TOKENS];
 	int held[DK_CONF_MAX_TOKENS] = {0};
 	struct rot_lease lease;
-	size_t i;
 	char domain[HSM_DOMAIN_MAX + 1];
 	struct dk_conf *conf = NULL;
 	struct cli_toks ts;
@@ -446,20 +492,19 @@ rot_command(const struct rot_args *a)
 	o.conf = conf;
 	if (o.json)
 		dk_json_arr_open(&o.j, NULL);
-	if (strcmp(a->cmd, "step") == 0) {
-		/*
-		 * A step takes seconds: a lease left by a killed command blocks the
-		 * daemons' steps for at most ttl + their allowed clock difference.
-		 */
-		if ((r = rot_lease_init(&lease, "dkimkeep", 20, 10)) != 0)
-			goto out;
-		step_leases(&lease, toks, c.ntoks, held);
-	}
-	r = rot_run(a, &c, a->domain != NULL ? domain : NULL);
-	for (i = 0; i < c.ntoks; i++)
-		if (held[i] && rot_lease_release(&lease, toks[i].s) != 0)
-			fprintf(stderr, "dkimkeep: token \"%s\": %s; the lease ends by itself\n",
-			    toks[i].name, dk_err_detail());
+	/*
+	 * A command takes seconds: a lease left by a killed command blocks the
+	 * daemons' steps for at most ttl + their allowed clock difference.
+	 */
+	if ((r = rot_lease_init(&lease, "dkimkeep", 20, 10)) != 0)
+		goto out;
+	lease.op = 1;
+	r = take_leases(a, conf, a->domain != NULL ? domain : NULL, &lease, toks, c.ntoks, held);
+	/* The moves decide with the time after the wait. */
+	c.now = time(NULL);
+	if (r == 0)
+		r = rot_run(a, &c, a->domain != NULL ? domain : NULL);
+	release_leases(&lease, toks, c.ntoks, held);
 	if (o.json) {
 		dk_json_arr_close(&o.j);
 		if (dk_json_finish(&o.j) == 0)

@@ -169,15 +169,16 @@ keys_have(const struct cli_keys *ks, const struct cli_tok *tok, const struct hsm
 	return 0;
 }
 
-int
-cli_keys_load(struct cli_keys *ks, struct cli_tok *tok)
+static int
+keys_load(struct cli_keys *ks, struct cli_tok *tok, int gone)
 {
 	struct hsm_key *keys = NULL;
 	struct cli_key *nv;
 	size_t n = 0, i;
 	int r;
 
-	if ((r = hsm_key_list(tok->s, &keys, &n)) != 0)
+	r = gone ? hsm_key_list_all(tok->s, &keys, &n) : hsm_key_list(tok->s, &keys, &n);
+	if (r != 0)
 		return r;
 	if ((nv = reallocarray(ks->v, ks->n + n + 1, sizeof(*nv))) == NULL) {
 		r = DK_ERR_NOMEM;
@@ -195,6 +196,28 @@ cli_keys_load(struct cli_keys *ks, struct cli_tok *tok)
 out:
 	free(keys);
 	return r;
+}
+
+int
+cli_key_vanished(struct cli_tok *tok, const struct hsm_key *k)
+{
+	struct hsm_key *keys = NULL;
+	size_t n = 0, i;
+	int gone = 0;
+
+	if (hsm_key_list(tok->s, &keys, &n) == 0) {
+		gone = 1;
+		for (i = 0; i < n && gone; i++)
+			gone = memcmp(keys[i].id, k->id, HSM_KEY_ID_LEN) != 0;
+	}
+	free(keys);
+	return gone;
+}
+
+int
+cli_keys_load(struct cli_keys *ks, struct cli_tok *tok)
+{
+	return keys_load(ks, tok, 0);
 }
 
 static int
@@ -240,8 +263,8 @@ keys_filter(struct cli_keys *ks, const char *domain)
 	ks->n = kept;
 }
 
-int
-cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
+static int
+keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks, int gone)
 {
 	const struct dk_conf_domain *ds;
 	struct cli_tok *tok;
@@ -252,7 +275,7 @@ cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
 	if (domain == NULL) {
 		for (i = 0; i < ts->conf->ntokens; i++) {
 			if ((r = cli_toks_get(ts, ts->conf->tokens[i].name, &tok)) != 0 ||
-			    (r = cli_keys_load(ks, tok)) != 0)
+			    (r = keys_load(ks, tok, gone)) != 0)
 				return r;
 		}
 		return 0;
@@ -267,11 +290,23 @@ cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
 		if (names[i] == NULL)
 			continue;
 		if ((r = cli_toks_get(ts, names[i], &tok)) != 0 ||
-		    (r = cli_keys_load(ks, tok)) != 0)
+		    (r = keys_load(ks, tok, gone)) != 0)
 			return r;
 	}
 	keys_filter(ks, domain);
 	return 0;
+}
+
+int
+cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
+{
+	return keys_gather(ts, domain, ks, 0);
+}
+
+int
+cli_keys_gather_all(struct cli_toks *ts, const char *domain, struct cli_keys *ks)
+{
+	return keys_gather(ts, domain, ks, 1);
 }
 
 int

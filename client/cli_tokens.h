@@ -63,6 +63,12 @@ struct cli_keys {
  * token reached under two names) is not added twice.
  */
 int cli_keys_load(struct cli_keys *ks, struct cli_tok *tok);
+/*
+ * Is k gone from tok's token (destroyed by a daemon or another command
+ * since it was listed)?  1 when a fresh listing does not hold its id, 0
+ * when it is still there or the token cannot be listed.
+ */
+int cli_key_vanished(struct cli_tok *tok, const struct hsm_key *k);
 /* Sort by domain, algorithm, slot, creation. */
 void cli_keys_sort(struct cli_keys *ks);
 void cli_keys_free(struct cli_keys *ks);
@@ -73,6 +79,11 @@ void cli_keys_free(struct cli_keys *ks);
  * domain, only that domain's keys are kept.
  */
 int cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks);
+/*
+ * The same with the records of destroyed keys that are kept until DNS no
+ * longer serves them (hsm_key_list_all), for "dns check".
+ */
+int cli_keys_gather_all(struct cli_toks *ts, const char *domain, struct cli_keys *ks);
 
 /* "SELECTOR._domainkey.DOMAIN" into out. */
 int cli_dns_name(const struct hsm_key_meta *meta, struct dk_buf *out);

@@ -304,6 +304,7 @@ conf_init_defaults(struct dk_conf *c)
 	c->daemon.sign_timeout_ms = 2000;
 	c->daemon.health_interval = 5;
 	c->daemon.step_interval = 60;
+	c->dns.ttl = 300;
 	c->milter.sign = DK_MILTER_SIGN_LOCAL;
 	c->milter.on_error_accept = 0;
 }

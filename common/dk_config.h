@@ -115,7 +115,8 @@ struct dk_conf_dns {
 	char *resolver; /* host:port, NULL: system resolver */
 	char *publish_command;
 	char *notify_command;
-	int line; /* of [dns], 0 when absent */
+	int64_t ttl; /* seconds: TTL of the records rfc2136 publishes (default 300) */
+	int line;    /* of [dns], 0 when absent */
 };
 
 struct dk_conf_milter {

@@ -698,6 +698,7 @@ static const struct key_def dns_keys[] = {
     {"resolver", key_hostport, DNS(resolver), 0, 0, 0},
     {"publish_command", key_exec, DNS(publish_command), 0, 0, 0},
     {"notify_command", key_exec, DNS(notify_command), 0, 0, 0},
+    {"ttl", key_duration, DNS(ttl), 30, 86400, 0},
 };
 
 static const struct key_def milter_keys[] = {

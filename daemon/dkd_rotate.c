@@ -158,6 +158,11 @@ step_lease(const struct dk_conf *conf, struct dkd_tokens *tokens, struct rot_tok
 			    "are not moved by this step",
 			    tokens->v[i].name, dk_err_detail());
 			held = 0;
+		} else if (rot_lease.yielded) {
+			dk_log_notice(
+			    "rotation lease of token \"%s\" handed over to %s; this daemon "
+			    "takes it back when the operator is done",
+			    tokens->v[i].name, rot_lease.other);
 		} else if (rot_lease.taken) {
 			dk_log_info("rotation lease of token \"%s\" taken by %s", tokens->v[i].name,
 			    rot_lease.holder);
@@ -187,6 +192,8 @@ step_main(void *arg)
 	c.ntoks = job->tokens->n;
 	c.now = time(NULL);
 	c.report = report_cb;
+	c.signing_moved = job->reload;
+	c.moved_arg = job->arg;
 	if (rot_step(&c, NULL) != 0)
 		dk_log_err("rotation step failed: %s", dk_err_detail());
 	for (i = 0; i < job->tokens->n; i++) {

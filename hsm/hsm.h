@@ -129,7 +129,7 @@ struct hsm_key_meta {
 	char selector[HSM_SELECTOR_MAX + 1];
 	char alg[24];    /* "rsa-sha256" | "ed25519-sha256" */
 	char slot[8];    /* "primary" | "backup" */
-	char state[12];  /* pending | active | retiring | revoked | standby */
+	char state[12];  /* pending | active | retiring | revoked | standby | destroyed */
 	int64_t created; /* UNIX time */
 	int64_t changed; /* UNIX time of the last state change */
 	/* Rotation bookkeeping (rotate/); optional in the record, 0 or "" when absent. */
@@ -175,15 +175,32 @@ int hsm_pem_key_type(const uint8_t *pem, size_t pem_len, enum hsm_key_type *type
 /*
  * Every dkimkeep key in the token (key pairs that have a metadata object).
  * *keys is malloc'd, caller frees.  Keys whose metadata cannot be parsed
- * are skipped with a warning in the log.
+ * are skipped with a warning in the log, and so are tombstones (below).
  */
 int hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n);
+
+/*
+ * Like hsm_key_list, and also every metadata record whose key pair is gone
+ * or going: tombstones (state "destroyed", kept after a destruction until
+ * DNS no longer serves the key's record, for "dns check") and records a
+ * destruction interrupted by a crash left behind.  In those, priv and pub
+ * are 0 when the object is gone (a leftover object keeps its handle), and
+ * bits is 0 without a public key.  For rotate/ and "dns check" only.
+ */
+int hsm_key_list_all(struct hsm_session *s, struct hsm_key **keys, size_t *n);
 
 /* Rewrite the metadata object of k from meta (k->meta updated on success). */
 int hsm_key_set_meta(struct hsm_session *s, struct hsm_key *k, const struct hsm_key_meta *meta);
 
-/* Destroy the private key, public key and metadata objects of k. */
-int hsm_key_destroy(struct hsm_session *s, const struct hsm_key *k);
+/*
+ * Destroy k, in an order a crash cannot turn into a half key: first its
+ * metadata becomes a tombstone (state "destroyed"; k->meta and k->data
+ * follow), then the private key goes, then the public key, and last, unless
+ * keep_record, the metadata itself.  A crash in between leaves a tombstone
+ * with leftover objects, which hsm_key_list_all shows and calling this
+ * again finishes.  Objects already gone count as destroyed.
+ */
+int hsm_key_destroy(struct hsm_session *s, struct hsm_key *k, int keep_record);
 
 /*
  * Append the public key to out: DER SubjectPublicKeyInfo for RSA (the p= of
@@ -200,6 +217,19 @@ int hsm_key_public(struct hsm_session *s, const struct hsm_key *k, struct dk_buf
  */
 int hsm_key_check(
     struct hsm_session *s, const struct hsm_key *k, int *weak, char *why, size_t whylen);
+
+/*
+ * hsm_key_check again after a refusal, on a fresh listing of the token: k
+ * is found again by its id (new handles, k updated) and checked once more.
+ * SoftHSM's file store, written by several processes at once, can show a
+ * process even its own new key half-read (seen: a key generated with
+ * CKA_SENSITIVE true reading back false; an RSA public key with an empty
+ * modulus, both with daemons writing the same token): a look after the
+ * token was listed again reads it whole.  Up to three fresh looks; a key
+ * that fails them all is refused as by hsm_key_check; DK_ERR_NOT_FOUND when
+ * k is gone.
+ */
+int hsm_key_recheck(struct hsm_session *s, struct hsm_key *k, int *weak, char *why, size_t whylen);
 
 /*
  * Sign a SHA-256 digest: RSA with CKM_RSA_PKCS over the DigestInfo

@@ -7,7 +7,9 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
@@ -221,14 +223,33 @@ hsm_key_set_meta(struct hsm_session *s, struct hsm_key *k, const struct hsm_key_
 }
 
 int
-hsm_key_destroy(struct hsm_session *s, const struct hsm_key *k)
+hsm_key_destroy(struct hsm_session *s, struct hsm_key *k, int keep_record)
 {
+	struct hsm_key_meta m;
+	int64_t now = (int64_t)time(NULL);
 	int r;
 
+	/*
+	 * The record says "destroyed" before any object goes: a kill between
+	 * the three C_DestroyObject leaves a tombstone that the next rotation
+	 * step finishes, never a record of a key that looks alive but cannot
+	 * sign (or a key pair nothing describes).
+	 */
+	if (strcmp(k->meta.state, "destroyed") != 0) {
+		m = k->meta;
+		snprintf(m.state, sizeof(m.state), "destroyed");
+		m.changed = now > m.changed ? now : m.changed + 1;
+		if ((r = hsm_key_set_meta(s, k, &m)) != 0)
+			return r;
+	}
 	/* Private key first: once it is gone nothing can sign, whatever happens next. */
-	if ((r = hsm_destroy(s, k->priv, "the private key")) != 0)
+	if (k->priv != CK_INVALID_HANDLE && (r = hsm_destroy(s, k->priv, "the private key")) != 0)
 		return r;
-	if ((r = hsm_destroy(s, k->pub, "the public key")) != 0)
+	k->priv = CK_INVALID_HANDLE;
+	if (k->pub != CK_INVALID_HANDLE && (r = hsm_destroy(s, k->pub, "the public key")) != 0)
 		return r;
+	k->pub = CK_INVALID_HANDLE;
+	if (keep_record)
+		return 0;
 	return hsm_destroy(s, k->data, "the metadata object");
 }

@@ -8,13 +8,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
 #include "hsm/hsm_int.h"
 
-#define ID_READ_MAX    64 /* CKA_ID bytes read from other applications' keys */
-#define HSM_LIST_TRIES 3  /* listings when objects vanish under us (another process) */
+#define ID_READ_MAX          64 /* CKA_ID bytes read from other applications' keys */
+#define HSM_LIST_TRIES       3  /* listings when objects vanish under us (another process) */
+#define HSM_RECHECK_TRIES    3  /* hsm_key_recheck: fresh listings and checks */
+#define HSM_RECHECK_PAUSE_NS 200000000L /* between them */
 
 struct entry {
 	struct hsm_key key;
@@ -188,13 +191,35 @@ rsa_bits(struct hsm_session *s, CK_OBJECT_HANDLE pub, unsigned *bits)
 	return r;
 }
 
+/*
+ * A record whose key pair is gone or going (a tombstone, or a destruction
+ * cut short): its type from alg=, its size from a public key left over.
+ */
+static int
+entry_gone(struct hsm_session *s, struct entry *e)
+{
+	e->key.type = strcmp(e->key.meta.alg, "rsa-sha256") == 0 ? HSM_KEY_RSA : HSM_KEY_ED25519;
+	e->key.bits = e->key.type == HSM_KEY_ED25519 ? 255 : 0;
+	if (e->npriv != 1)
+		e->key.priv = CK_INVALID_HANDLE;
+	if (e->npub != 1)
+		e->key.pub = CK_INVALID_HANDLE;
+	else if (e->key.type == HSM_KEY_RSA && rsa_bits(s, e->key.pub, &e->key.bits) != 0)
+		e->key.bits = 0;
+	return 0;
+}
+
 /* Fill type and bits of a matched entry; DK_ERR_PARSE for a key to skip. */
 static int
-entry_finish(struct hsm_session *s, struct entry *e)
+entry_finish(struct hsm_session *s, struct entry *e, int all)
 {
 	CK_ULONG kt = 0;
 	int r;
 
+	if (strcmp(e->key.meta.state, "destroyed") == 0)
+		return all ? entry_gone(s, e) : DK_ERR_NOT_FOUND;
+	if (all && e->npriv == 0)
+		return entry_gone(s, e);
 	if (e->npriv != 1 || e->npub != 1)
 		return dk_err_set(DK_ERR_PARSE,
 		    "token \"%s\": key %s (%s._domainkey.%s) has %d private and %d public key "
@@ -216,9 +241,9 @@ entry_finish(struct hsm_session *s, struct entry *e)
 	    s->t->label, e->key.id_hex, (unsigned long)kt, e->key.meta.alg);
 }
 
-/* One listing; see hsm_key_list. */
+/* One listing; see hsm_key_list and hsm_key_list_all. */
 static int
-key_list_once(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+key_list_once(struct hsm_session *s, struct hsm_key **keys, size_t *n, int all)
 {
 	struct entry *list = NULL;
 	struct hsm_key *out = NULL;
@@ -237,7 +262,9 @@ key_list_once(struct hsm_session *s, struct hsm_key **keys, size_t *n)
 		goto out;
 	}
 	for (i = 0; i < count; i++) {
-		r = entry_finish(s, &list[i]);
+		r = entry_finish(s, &list[i], all);
+		if (r == DK_ERR_NOT_FOUND && strcmp(list[i].key.meta.state, "destroyed") == 0)
+			continue; /* a tombstone: no key */
 		if (r == DK_ERR_PARSE || r == DK_ERR_NOT_FOUND || r == DK_ERR_TOO_LARGE) {
 			dk_log_warn("%s; that key is skipped", dk_err_detail());
 			continue;
@@ -256,8 +283,8 @@ out:
 	return r;
 }
 
-int
-hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+static int
+key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n, int all)
 {
 	int r, tries;
 
@@ -269,10 +296,57 @@ hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
 	 * every time.
 	 */
 	for (tries = 0; tries < HSM_LIST_TRIES; tries++) {
-		if ((r = key_list_once(s, keys, n)) != DK_ERR_TOKEN_FAILING)
+		if ((r = key_list_once(s, keys, n, all)) != DK_ERR_TOKEN_FAILING)
 			break;
 		dk_log_debug("token \"%s\": an object went away while listing keys; listing again",
 		    s->t->label);
 	}
+	return r;
+}
+
+int
+hsm_key_list(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+{
+	return key_list(s, keys, n, 0);
+}
+
+int
+hsm_key_list_all(struct hsm_session *s, struct hsm_key **keys, size_t *n)
+{
+	return key_list(s, keys, n, 1);
+}
+
+int
+hsm_key_recheck(struct hsm_session *s, struct hsm_key *k, int *weak, char *why, size_t whylen)
+{
+	struct hsm_key *keys = NULL;
+	size_t n = 0, i;
+	int r = DK_ERR_INTERNAL, tries;
+
+	for (tries = 0; tries < HSM_RECHECK_TRIES; tries++) {
+		if (tries > 0)
+			nanosleep(&(struct timespec){0, HSM_RECHECK_PAUSE_NS}, NULL);
+		free(keys);
+		keys = NULL;
+		if ((r = hsm_key_list(s, &keys, &n)) != 0)
+			continue;
+		for (i = 0; i < n; i++)
+			if (memcmp(keys[i].id, k->id, HSM_KEY_ID_LEN) == 0)
+				break;
+		if (i == n) {
+			r = dk_err_set(DK_ERR_NOT_FOUND, "token \"%s\": key %s is gone",
+			    s->t->label, k->id_hex);
+			break;
+		}
+		*k = keys[i];
+		if ((r = hsm_key_check(s, k, weak, why, whylen)) == 0) {
+			dk_log_warn("token \"%s\": key %s (%s._domainkey.%s) read back wrong, and "
+			            "whole on a fresh listing: a stale view of a token other "
+			            "processes write; it is used",
+			    s->t->label, k->id_hex, k->meta.selector, k->meta.domain);
+			break;
+		}
+	}
+	free(keys);
 	return r;
 }

@@ -24,7 +24,7 @@
 static const char *const meta_algs[] = {"rsa-sha256", "ed25519-sha256", NULL};
 static const char *const meta_slots[] = {"primary", "backup", NULL};
 static const char *const meta_states[] = {
-    "pending", "active", "retiring", "revoked", "standby", NULL};
+    "pending", "active", "retiring", "revoked", "standby", "destroyed", NULL};
 
 static int
 in_list(const char *s, const char *const *list)

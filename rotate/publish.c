@@ -96,7 +96,7 @@ rot_publish(const struct dk_conf *conf, const struct dk_conf_domain *ds, const c
 {
 	switch (ds->dns_publish) {
 	case DK_PUBLISH_RFC2136:
-		return rot_dns_update(&conf->dns, name, value, act, ROT_TXT_TTL);
+		return rot_dns_update(&conf->dns, name, value, act, (unsigned)conf->dns.ttl);
 	case DK_PUBLISH_COMMAND:
 		if (conf->dns.publish_command == NULL)
 			return dk_err_set(

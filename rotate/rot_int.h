@@ -45,6 +45,12 @@ void rot_toks_forget(struct rot_ctx *c);
  */
 int rot_keys_load(struct rot_ctx *c, const struct dk_conf_domain *ds, struct rot_keys *out);
 void rot_keys_free(struct rot_keys *ks);
+/*
+ * Is k's key pair gone: a tombstone (state "destroyed"), or a record whose
+ * private key is missing (a destruction cut short)?  Such keys are in no
+ * ring; the step finishes and then forgets them (rotate.c).
+ */
+int rot_key_gone(const struct rot_key *k);
 /* Is k one of rg's keys? */
 int rot_in_ring(const struct rot_ring *rg, const struct rot_key *k);
 /* Fill rg for ds, alg and slot ("primary" | "backup"). */
@@ -65,8 +71,13 @@ void rot_report(struct rot_ctx *c, enum rot_level lv, const char *event, const s
  */
 int rot_key_move(
     struct rot_ctx *c, struct rot_key *k, const char *state, int64_t pushed, int64_t seen);
-/* Destroy k in the token after reading it again (DK_ERR_EXISTS as above). */
+/*
+ * Destroy k's key pair in the token after reading it again (DK_ERR_EXISTS
+ * as above); its record stays as a tombstone (state "destroyed").
+ */
 int rot_key_destroy(struct rot_ctx *c, struct rot_key *k);
+/* Remove the tombstone k from the token (after reading it again). */
+int rot_key_forget(struct rot_ctx *c, struct rot_key *k);
 /* The TXT name and value of k (revoked: the p= value). */
 int rot_key_record(const struct rot_key *k, int revoked, struct dk_buf *name, struct dk_buf *value);
 /*
@@ -95,6 +106,7 @@ int rot_revoke(
     struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, struct rot_key *k);
 int rot_destroy(
     struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, struct rot_key *k);
+#define ROT_SETTLE_SLACK 2 /* seconds beyond two step intervals: see rot_settled */
 /*
  * Has every daemon had a step (a rings reload) since k last changed state?
  * A retired key is revoked only then: a daemon that has not reloaded yet

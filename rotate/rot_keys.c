@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/dk_err.h"
 #include "common/dk_log.h"
@@ -55,9 +56,9 @@ keys_of(struct rot_ctx *c, struct rot_tok *tok, struct hsm_key **list, size_t *n
 
 	*owned = !c->step;
 	if (!c->step)
-		return hsm_key_list(tok->s, list, n);
+		return hsm_key_list_all(tok->s, list, n);
 	if (!tok->listed) {
-		if ((r = hsm_key_list(tok->s, &tok->keys, &tok->nkeys)) != 0)
+		if ((r = hsm_key_list_all(tok->s, &tok->keys, &tok->nkeys)) != 0)
 			return r;
 		tok->listed = 1;
 	}
@@ -146,10 +147,17 @@ rot_keys_free(struct rot_keys *ks)
 }
 
 int
+rot_key_gone(const struct rot_key *k)
+{
+	return k->k.meta.state[0] == '\0' || strcmp(k->k.meta.state, "destroyed") == 0 ||
+	       k->k.priv == 0;
+}
+
+int
 rot_in_ring(const struct rot_ring *rg, const struct rot_key *k)
 {
-	return k->tok == rg->tok && k->k.meta.state[0] != '\0' &&
-	       strcmp(k->k.meta.alg, rg->alg) == 0 && strcmp(k->k.meta.slot, rg->slot) == 0;
+	return k->tok == rg->tok && !rot_key_gone(k) && strcmp(k->k.meta.alg, rg->alg) == 0 &&
+	       strcmp(k->k.meta.slot, rg->slot) == 0;
 }
 
 void
@@ -176,7 +184,7 @@ rot_selector_shared(const struct rot_keys *ks, const struct rot_key *k)
 	for (i = 0; i < ks->n; i++) {
 		const struct hsm_key_meta *m = &ks->v[i].k.meta;
 
-		if (&ks->v[i] == k || m->state[0] == '\0' || strcmp(m->state, "revoked") == 0)
+		if (&ks->v[i] == k || rot_key_gone(&ks->v[i]) || strcmp(m->state, "revoked") == 0)
 			continue;
 		if (strcasecmp(m->selector, k->k.meta.selector) == 0)
 			return 1;
@@ -227,7 +235,7 @@ key_fresh(struct rot_key *k, struct hsm_key *now)
 	size_t n = 0, i;
 	int r;
 
-	if ((r = hsm_key_list(k->tok->s, &list, &n)) != 0)
+	if ((r = hsm_key_list_all(k->tok->s, &list, &n)) != 0)
 		return r;
 	for (i = 0; i < n; i++) {
 		if (memcmp(list[i].id, k->k.id, HSM_KEY_ID_LEN) == 0)
@@ -253,6 +261,7 @@ rot_key_move(struct rot_ctx *c, struct rot_key *k, const char *state, int64_t pu
 {
 	struct hsm_key fresh;
 	struct hsm_key_meta m;
+	int64_t now;
 	int r;
 
 	if ((r = key_fresh(k, &fresh)) != 0)
@@ -260,8 +269,14 @@ rot_key_move(struct rot_ctx *c, struct rot_key *k, const char *state, int64_t pu
 	m = fresh.meta;
 	if (strcmp(m.state, state) != 0) {
 		snprintf(m.state, sizeof(m.state), "%s", state);
-		/* Strictly later than before: the newest activation is the one that signs. */
-		m.changed = c->now > m.changed ? c->now : m.changed + 1;
+		/*
+		 * The time of this write, not of the step's start (a step may run
+		 * for seconds before it gets here): rot_settled counts from it.
+		 * Strictly later than before: the newest activation is the one
+		 * that signs.
+		 */
+		now = time(NULL) > c->now ? (int64_t)time(NULL) : c->now;
+		m.changed = now > m.changed ? now : m.changed + 1;
 	}
 	m.pushed = pushed;
 	m.seen = seen;
@@ -280,7 +295,23 @@ rot_key_destroy(struct rot_ctx *c, struct rot_key *k)
 
 	if ((r = key_fresh(k, &fresh)) != 0)
 		return r;
-	if ((r = hsm_key_destroy(k->tok->s, &fresh)) != 0)
+	/* The record stays as a tombstone until DNS no longer serves the key's name. */
+	r = hsm_key_destroy(k->tok->s, &fresh, 1);
+	if (strcmp(fresh.meta.state, k->k.meta.state) != 0)
+		c->moves++;
+	k->k = fresh;
+	return r;
+}
+
+int
+rot_key_forget(struct rot_ctx *c, struct rot_key *k)
+{
+	struct hsm_key fresh;
+	int r;
+
+	if ((r = key_fresh(k, &fresh)) != 0)
+		return r;
+	if ((r = hsm_key_destroy(k->tok->s, &fresh, 0)) != 0)
 		return r;
 	k->k.meta.state[0] = '\0';
 	c->moves++;
@@ -361,9 +392,17 @@ generate_checked(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key
 
 	if ((r = hsm_key_generate(tok->s, type, bits, m, out)) != 0)
 		return r;
-	if ((r = hsm_key_check(tok->s, out, &weak, why, sizeof(why))) != 0) {
+	/*
+	 * A key just made that reads back wrong (not sensitive, an empty modulus:
+	 * both seen with daemons writing the same SoftHSM token) is looked at
+	 * again on a fresh listing before it is given up.
+	 */
+	r = hsm_key_check(tok->s, out, &weak, why, sizeof(why));
+	if (r != 0 && r != DK_ERR_NOMEM)
+		r = hsm_key_recheck(tok->s, out, &weak, why, sizeof(why));
+	if (r != 0) {
 		snprintf(detail, sizeof(detail), "%s", why[0] ? why : dk_err_detail());
-		if (hsm_key_destroy(tok->s, out) != 0)
+		if (hsm_key_destroy(tok->s, out, 0) != 0)
 			dk_log_warn("the refused key could not be destroyed: %s", dk_err_detail());
 		return dk_err_set(r, "the new key fails the check and was destroyed: %s", detail);
 	}

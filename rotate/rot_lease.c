@@ -12,8 +12,16 @@
  * exactly one wins.  No clock is compared between hosts except for expiry,
  * which only matters when taking over from a holder that stopped renewing,
  * and carries l->skew of margin.
+ *
+ * Operators ("dkimkeep key ...", l->op) decide among themselves the same
+ * way, and go before daemons: a daemon neither creates nor wins while an
+ * operator's object exists and drops its own at its next step; an operator
+ * drives once a listing at least T after its create shows no daemon object
+ * (docs/scaling.md has why the two never drive together).
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +38,23 @@
 struct lease_val {
 	uint64_t id;
 	int64_t expiry;
+	int op;
+	long pid;
 	char holder[128];
+	char where[96];
 };
 
-/* "v=1\nid=<16 hex>\nholder=<text>\nexpiry=<UNIX seconds>\n"; -1 when it is not that. */
+/* What one listing of the lease objects holds (lease_scan). */
+struct lease_seen {
+	size_t mine, others, ops; /* live objects: ours, others', others' that are operators' */
+	uint64_t min_id;          /* smallest live id among daemons' objects (and ours) */
+	uint64_t min_op;          /* smallest live id among operators' objects (and ours, if op) */
+};
+
+/*
+ * "v=1\nid=<16 hex>\nholder=<text>\nexpiry=<UNIX seconds>\n[op=1\n]where=<text>\n";
+ * -1 when it is not that.
+ */
 static int
 lease_parse(const char *text, struct lease_val *v)
 {
@@ -49,13 +70,61 @@ lease_parse(const char *text, struct lease_val *v)
 		return -1;
 	v->id = id;
 	v->expiry = exp;
+	v->op = strstr(text, "\nop=1\n") != NULL;
 	if ((p = strstr(text, "\nholder=")) != NULL) {
 		n = strcspn(p + 8, "\n");
 		if (n >= sizeof(v->holder))
 			n = sizeof(v->holder) - 1;
 		memcpy(v->holder, p + 8, n);
+		if ((p = strrchr(v->holder, '/')) != NULL)
+			v->pid = strtol(p + 1, NULL, 10);
+	}
+	if ((p = strstr(text, "\nwhere=")) != NULL) {
+		n = strcspn(p + 7, "\n");
+		if (n >= sizeof(v->where))
+			n = sizeof(v->where) - 1;
+		memcpy(v->where, p + 7, n);
 	}
 	return 0;
+}
+
+/*
+ * Where this process lives: the kernel's boot id and our pid namespace.
+ * A lease object with the same text names a pid we can ask the kernel
+ * about; "" when either cannot be read (then no one is judged by pid).
+ */
+static void
+lease_where(char *out, size_t len)
+{
+	char boot[64] = "", ns[64] = "";
+	ssize_t k;
+	FILE *f;
+
+	out[0] = '\0';
+	if ((f = fopen("/proc/sys/kernel/random/boot_id", "r")) == NULL)
+		return;
+	if (fgets(boot, sizeof(boot), f) == NULL)
+		boot[0] = '\0';
+	fclose(f);
+	boot[strcspn(boot, "\n")] = '\0';
+	if ((k = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1)) <= 0)
+		return;
+	ns[k] = '\0';
+	if (boot[0] != '\0')
+		snprintf(out, len, "%s/%s", boot, ns);
+}
+
+/*
+ * Is the holder of lv a process of this machine and pid namespace that has
+ * ended (killed, crashed)?  Its lease need not run out: a "dkimkeep key
+ * step" killed with -9 does not block the next one for its whole ttl.
+ */
+static int
+lease_holder_gone(const struct rot_lease *l, const struct lease_val *lv)
+{
+	if (l->where[0] == '\0' || strcmp(lv->where, l->where) != 0 || lv->pid <= 0)
+		return 0;
+	return kill((pid_t)lv->pid, 0) != 0 && errno == ESRCH;
 }
 
 int
@@ -70,6 +139,7 @@ rot_lease_init(struct rot_lease *l, const char *program, int64_t ttl, int64_t sk
 		snprintf(host, sizeof(host), "?");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(l->holder, sizeof(l->holder), "%s/%s/%ld", host, program, (long)getpid());
+	lease_where(l->where, sizeof(l->where));
 	l->ttl = ttl;
 	l->skew = skew;
 	l->create_ms = 1000;
@@ -81,45 +151,57 @@ static int
 lease_create(struct rot_lease *l, struct hsm_session *s, unsigned long *obj)
 {
 	char text[HSM_LEASE_VALUE_MAX];
+	int k;
 
-	snprintf(text, sizeof(text), "v=1\nid=%016" PRIx64 "\nholder=%s\nexpiry=%lld\n", l->id,
-	    l->holder, (long long)(time(NULL) + l->ttl));
+	/* where= last: a value cut at HSM_LEASE_VALUE_MAX loses only that (judged by expiry). */
+	k = snprintf(text, sizeof(text),
+	    "v=1\nid=%016" PRIx64 "\nholder=%s\nexpiry=%lld\n%swhere=%s\n", l->id, l->holder,
+	    (long long)(time(NULL) + l->ttl), l->op ? "op=1\n" : "", l->where);
+	if (k < 0)
+		return dk_err_set(DK_ERR_INTERNAL, "cannot format the rotation lease");
+	l->made = (int64_t)time(NULL);
 	return hsm_lease_create(s, ROT_LEASE_LABEL, text, obj);
 }
 
 /*
- * List the lease objects, remove the expired and unreadable ones.  Counts
- * the live ones of others (the first named in l->other) and of ours, and
- * the smallest live id.
+ * List the lease objects, remove the expired and unreadable ones, and count
+ * the live ones in *seen (the first other holder named in l->other).
  */
 static int
 lease_scan(struct rot_lease *l, struct hsm_session *s, struct hsm_lease **v, size_t *n,
-    size_t *others, size_t *mine, uint64_t *min_id)
+    struct lease_seen *seen)
 {
 	struct lease_val lv;
 	time_t now = time(NULL);
 	size_t i;
 	int r;
 
-	*others = *mine = 0;
-	*min_id = UINT64_MAX;
+	memset(seen, 0, sizeof(*seen));
+	seen->min_id = seen->min_op = UINT64_MAX;
 	if ((r = hsm_lease_list(s, ROT_LEASE_LABEL, v, n)) != 0)
 		return r;
 	for (i = 0; i < *n; i++) {
-		if (lease_parse((*v)[i].value, &lv) != 0 || lv.expiry + l->skew < now) {
+		if (lease_parse((*v)[i].value, &lv) != 0 || lv.expiry + l->skew < now ||
+		    (lv.id != l->id && lease_holder_gone(l, &lv))) {
 			if (lv.expiry != 0)
-				dk_log_info("rotation lease of %s expired; removed", lv.holder);
+				dk_log_info("rotation lease of %s %s; removed", lv.holder,
+				    lv.expiry + l->skew < now ? "expired"
+				                              : "ended (no such process)");
 			(void)hsm_lease_destroy(s, (*v)[i].obj);
 			(*v)[i].obj = 0;
 			continue;
 		}
-		if (lv.id < *min_id)
-			*min_id = lv.id;
+		if (!lv.op && lv.id < seen->min_id)
+			seen->min_id = lv.id;
+		if (lv.op && lv.id < seen->min_op)
+			seen->min_op = lv.id;
 		if (lv.id == l->id) {
-			(*mine)++;
+			seen->mine++;
 			continue;
 		}
-		if ((*others)++ == 0) {
+		seen->ops += lv.op;
+		/* An operator's object is named first: it is the one everyone waits for. */
+		if (seen->others++ == 0 || (lv.op && seen->ops == 1)) {
 			snprintf(l->other, sizeof(l->other), "%s", lv.holder);
 			l->other_expiry = lv.expiry;
 		}
@@ -141,25 +223,54 @@ lease_drop_mine(
 			(void)hsm_lease_destroy(s, v[i].obj);
 }
 
-int
-rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held)
+/* Create our object within D of the listing at t0 and let it settle; 0 and *obj, or backed off. */
+static int
+lease_create_settled(struct rot_lease *l, struct hsm_session *s, uint64_t t0, unsigned long *obj)
 {
-	struct hsm_lease *v = NULL;
-	size_t n = 0, others, mine;
-	unsigned long obj = 0;
-	uint64_t t0 = dk_now_us(), min_id;
 	struct timespec ts;
 	int r;
 
-	*held = 0;
-	l->taken = 0;
-	l->other[0] = '\0';
-	l->other_expiry = 0;
-	if ((r = lease_scan(l, s, &v, &n, &others, &mine, &min_id)) != 0)
+	*obj = 0;
+	if ((r = lease_create(l, s, obj)) != 0)
+		return r;
+	if (dk_now_us() - t0 > (uint64_t)l->create_ms * 1000u) {
+		/* Too slow for the settle time to cover us: back off, try again later. */
+		r = hsm_lease_destroy(s, *obj);
+		*obj = 0;
+		return r;
+	}
+	ts.tv_sec = l->settle_ms / 1000;
+	ts.tv_nsec = (long)(l->settle_ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0)
+		;
+	return 0;
+}
+
+/*
+ * A daemon: hand the lease to an operator who asks, renew it, or take it
+ * by look, create, settle, decide.
+ */
+static int
+take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
+{
+	struct hsm_lease *v = NULL;
+	struct lease_seen seen;
+	unsigned long obj = 0;
+	uint64_t t0 = dk_now_us();
+	size_t n = 0;
+	int r;
+
+	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0)
 		goto out;
-	if (others > 0)
+	if (seen.ops > 0) {
+		/* An operator waits: our last step has ended, so give it the token. */
+		l->yielded = seen.mine > 0;
+		lease_drop_mine(l, s, v, n, 0);
+		goto out;
+	}
+	if (seen.others > 0)
 		goto out; /* held by another (or another is deciding): not this time */
-	if (mine > 0) {
+	if (seen.mine > 0) {
 		/* Renew: the new object first, then the old ones, so one always exists. */
 		if ((r = lease_create(l, s, &obj)) != 0)
 			goto out;
@@ -167,24 +278,15 @@ rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held)
 		*held = 1;
 		goto out;
 	}
-	if ((r = lease_create(l, s, &obj)) != 0)
+	if ((r = lease_create_settled(l, s, t0, &obj)) != 0 || obj == 0)
 		goto out;
-	if (dk_now_us() - t0 > (uint64_t)l->create_ms * 1000u) {
-		/* Too slow for the settle time to cover us: back off, try at the next step. */
-		r = hsm_lease_destroy(s, obj);
-		goto out;
-	}
-	ts.tv_sec = l->settle_ms / 1000;
-	ts.tv_nsec = (long)(l->settle_ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) != 0)
-		;
 	free(v);
 	v = NULL;
-	if ((r = lease_scan(l, s, &v, &n, &others, &mine, &min_id)) != 0) {
+	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0) {
 		(void)hsm_lease_destroy(s, obj);
 		goto out;
 	}
-	if (mine > 0 && min_id == l->id) {
+	if (seen.mine > 0 && seen.ops == 0 && seen.min_id == l->id) {
 		*held = 1;
 		l->taken = 1;
 		goto out;
@@ -193,6 +295,66 @@ rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held)
 out:
 	free(v);
 	return r;
+}
+
+/*
+ * An operator: among operators the first wins (look, create, settle,
+ * decide, as daemons do); the winner keeps its object and holds the lease
+ * once no daemon's object is left (each removes its own at its next step).
+ */
+static int
+take_op(struct rot_lease *l, struct hsm_session *s, int *held)
+{
+	struct hsm_lease *v = NULL;
+	struct lease_seen seen;
+	unsigned long obj = 0;
+	uint64_t t0 = dk_now_us();
+	size_t n = 0;
+	int r;
+
+	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0)
+		goto out;
+	if (seen.mine == 0) {
+		if (seen.ops > 0)
+			goto out; /* another operator's turn: wait for it */
+		if ((r = lease_create_settled(l, s, t0, &obj)) != 0 || obj == 0)
+			goto out;
+		free(v);
+		v = NULL;
+		if ((r = lease_scan(l, s, &v, &n, &seen)) != 0) {
+			(void)hsm_lease_destroy(s, obj);
+			goto out;
+		}
+		if (seen.mine == 0 || seen.min_op != l->id) {
+			r = hsm_lease_destroy(s, obj); /* lost to another operator */
+			goto out;
+		}
+	} else if (seen.min_op != l->id) {
+		lease_drop_mine(l, s, v, n, 0); /* cannot happen (see the top); be safe */
+		goto out;
+	} else if ((int64_t)time(NULL) - l->made > l->ttl / 3) {
+		/* Waiting long for a daemon: renew, the new object first. */
+		if ((r = lease_create(l, s, &obj)) != 0)
+			goto out;
+		lease_drop_mine(l, s, v, n, obj);
+	}
+	/* Ours among operators; drive once every daemon has handed over. */
+	*held = seen.others == seen.ops;
+	l->taken = *held;
+out:
+	free(v);
+	return r;
+}
+
+int
+rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held)
+{
+	*held = 0;
+	l->taken = 0;
+	l->yielded = 0;
+	l->other[0] = '\0';
+	l->other_expiry = 0;
+	return l->op ? take_op(l, s, held) : take_daemon(l, s, held);
 }
 
 int

@@ -207,8 +207,17 @@ rot_manual(struct rot_ctx *c, enum rot_action act, const char *domain, const cha
 	if ((r = rot_keys_load(c, ds, &ks)) != 0)
 		goto out;
 	for (i = 0; i < ks.n && k == NULL; i++) {
-		if (strcasecmp(ks.v[i].k.meta.selector, selector) == 0)
+		if (strcasecmp(ks.v[i].k.meta.selector, selector) == 0 && !rot_key_gone(&ks.v[i]))
 			k = &ks.v[i];
+	}
+	for (i = 0; i < ks.n && k == NULL; i++) {
+		if (strcasecmp(ks.v[i].k.meta.selector, selector) != 0)
+			continue;
+		r = act == ROT_DESTROY
+		        ? 0
+		        : dk_err_set(DK_ERR_INVALID, "key %s of %s is destroyed already", selector,
+		              ds->name);
+		goto out;
 	}
 	if (k == NULL) {
 		r = dk_err_set(DK_ERR_NOT_FOUND,

@@ -136,6 +136,8 @@ rot_retire(struct rot_ctx *c, const struct rot_ring *rg, struct rot_key *k, cons
 
 	if ((r = rot_key_move(c, k, "retiring", k->k.meta.pushed, k->k.meta.seen)) != 0)
 		return moved_elsewhere(c, rg, k, r);
+	if (c->signing_moved != NULL)
+		c->signing_moved(c->moved_arg);
 	dk_time_rfc3339((time_t)(c->now + rg->ds->retire_after), when, sizeof(when));
 	rot_report(c, ROT_NOTICE, "retired", rg, k, NULL,
 	    "%s; its record stays published until %s, then it is revoked", why, when);
@@ -154,6 +156,8 @@ rot_activate(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, 
 		return moved_elsewhere(c, rg, k, r);
 	rot_report(c, ROT_NOTICE, "activated", rg, k, NULL, "%s; it %s from now on", why,
 	    strcmp(rg->signing, "active") == 0 ? "signs" : "is the standby key");
+	if (c->signing_moved != NULL)
+		c->signing_moved(c->moved_arg);
 	for (i = 0; i < ks->n; i++) {
 		if (&ks->v[i] == k || !rot_in_ring(rg, &ks->v[i]) ||
 		    !state_is(&ks->v[i], rg->signing))
@@ -358,7 +362,18 @@ rot_ring_begin(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks
 int
 rot_settled(const struct rot_ctx *c, const struct rot_key *k)
 {
-	return c->now - k->k.meta.changed >= 2 * c->conf->daemon.step_interval;
+	/*
+	 * Every daemon reloads its rings at the end of the first step that
+	 * lists the change, so within one step_interval (plus that step) of
+	 * the write.  changed is the time of the write (rot_key_move) in whole
+	 * seconds, and so is c->now: ROT_SETTLE_SLACK covers both roundings
+	 * and the reload itself.  With the time of the step's start instead,
+	 * and no slack, a key retired late in a long step was revoked about
+	 * one interval after it stopped signing, and a daemon that had not
+	 * stepped yet signed with a key DNS already served as p=.
+	 */
+	return c->now - k->k.meta.changed >=
+	       2 * (int64_t)c->conf->daemon.step_interval + ROT_SETTLE_SLACK;
 }
 
 /* Retiring keys past retire_after are revoked; revoked past destroy_after destroyed. */
@@ -428,6 +443,65 @@ ring_step(struct rot_ctx *c, const struct rot_ring *rg, struct rot_keys *ks, int
 	ring_old(c, rg, ks);
 }
 
+/*
+ * Keys whose pair is gone: finish a destruction a crash cut short (the
+ * objects left over go, the record becomes a tombstone), and forget a
+ * tombstone once DNS no longer serves a record at its name; until then
+ * "dns check" names that record.  A record with no private key that does
+ * not say "destroyed" is left alone unless it is revoked (what a crash in
+ * the middle of an older dkimkeep's destroy left): a key is never
+ * destroyed on the strength of one listing that missed its private key.
+ */
+static void
+ring_gone(struct rot_ctx *c, const struct dk_conf_domain *ds, const struct rot_tok *tok,
+    struct rot_keys *ks)
+{
+	struct rot_ring rg;
+	struct rot_key *k;
+	struct rot_txt txt;
+	char name[ROT_REC_NAME_MAX + 1];
+	size_t i;
+	int r;
+
+	for (i = 0; i < ks->n; i++) {
+		k = &ks->v[i];
+		if (k->tok != tok || k->k.meta.state[0] == '\0' || !rot_key_gone(k))
+			continue;
+		if (!state_is(k, "destroyed") &&
+		    (!state_is(k, "revoked") || c->now - k->k.meta.changed < ds->destroy_after))
+			continue;
+		memset(&rg, 0, sizeof(rg));
+		rot_ring_init(c, &rg, ds, k->k.meta.alg, k->k.meta.slot);
+		if (!state_is(k, "destroyed") || k->k.priv != 0 || k->k.pub != 0) {
+			if ((r = rot_key_destroy(c, k)) != 0) {
+				(void)moved_elsewhere(c, &rg, k, r);
+				continue;
+			}
+			rot_report(c, ROT_NOTICE, "destroyed", &rg, k, NULL,
+			    "key %s: a destruction cut short is finished", k->k.id_hex);
+		}
+		snprintf(
+		    name, sizeof(name), "%s._domainkey.%s", k->k.meta.selector, k->k.meta.domain);
+		rot_txt_init(&txt);
+		r = rot_selector_shared(ks, k) ? 0 : rot_dns_txt(resolver_of(c), name, &txt);
+		if (r == 0 && txt.n == 0) {
+			if ((r = rot_key_forget(c, k)) != 0)
+				(void)moved_elsewhere(c, &rg, k, r);
+		} else if (r == 0) {
+			rot_report(c, ROT_INFO, "waiting", &rg, k, NULL,
+			    "DNS still serves %s for a destroyed key; its tombstone stays until "
+			    "the record is gone (\"dkimkeep dns check\" reports it)",
+			    name);
+		} else {
+			rot_report(c, ROT_INFO, "dns-unavailable", &rg, k, NULL,
+			    "%s; the tombstone of the destroyed key is looked at again at the next "
+			    "step",
+			    dk_err_detail());
+		}
+		rot_txt_free(&txt);
+	}
+}
+
 /* Does ds have keys of alg in slot, or should it? */
 static int
 ring_wanted(const struct rot_ring *rg, const struct rot_keys *ks)
@@ -448,6 +522,7 @@ step_domain(struct rot_ctx *c, const struct dk_conf_domain *ds)
 {
 	static const char *const slots[] = {"primary", "backup"};
 	struct rot_keys ks = {NULL, 0};
+	struct rot_tok *tok;
 	struct rot_ring rg;
 	int busy[2], s, a, r;
 
@@ -478,6 +553,11 @@ step_domain(struct rot_ctx *c, const struct dk_conf_domain *ds)
 			ring_step(c, &rg, &ks, busy[1 - s]);
 			busy[s] = slot_busy(&ks, slots[s]);
 		}
+		/* Destroyed keys of this slot's token (once for a token in both slots). */
+		tok = rot_tok_find(c, s == 0 ? ds->primary : ds->backup);
+		if (tok != NULL && tok->s != NULL && !tok->observe &&
+		    (s == 0 || strcmp(ds->primary, ds->backup) != 0))
+			ring_gone(c, ds, tok, &ks);
 	}
 	r = 0;
 out:

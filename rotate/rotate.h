@@ -23,8 +23,6 @@
 #include "common/dk_config.h"
 #include "hsm/hsm.h"
 
-#define ROT_TXT_TTL 300 /* TTL of the TXT records published by rfc2136 */
-
 /* One configured token, opened by the caller, with a session for this thread. */
 struct rot_tok {
 	const char *name;      /* [token NAME] */
@@ -68,6 +66,13 @@ struct rot_ctx {
 	const char *resolver; /* lookups go here; NULL: [dns] resolver, or the system's */
 	void (*report)(const struct rot_event *ev, void *arg);
 	void *arg;
+	/*
+	 * Called (when set) right after a move that changes which key signs
+	 * (an activation, a retirement), so that a daemon reloads its rings at
+	 * once and not only at the end of a step that may still run for long.
+	 */
+	void (*signing_moved)(void *arg);
+	void *moved_arg;
 	/* Results, added up over the calls made with this context. */
 	unsigned moves;   /* transitions made in the token */
 	unsigned stalled; /* rings that could not proceed */

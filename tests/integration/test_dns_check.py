@@ -135,6 +135,33 @@ class DnsCheck(EnvTestCase):
         knot.update(rec["name"], rec["value"])
         self.assertEqual(self.codes("weak1024")[0], ["weak-key"])
 
+    def test_destroyed_without_successor(self):
+        """A key destroyed with no key replacing it (its selector is named by no other key):
+        its record is kept in the token as a tombstone, so a record left in DNS is still
+        found; once DNS drops it, "key step" forgets the tombstone."""
+        e, knot = self.e, self.knot
+        d = ("--domain", ZONE)
+        e.cli("key", "generate", *d, "--alg", "ed25519-sha256", "--selector", "lone")
+        rec = [r for r in json.loads(e.cli("key", "dns", "--json").stdout)
+               if r["selector"] == "lone"][0]
+        knot.update(rec["name"], rec["value"])
+        self.assertEqual(self.key("ed25519-sha256", "pending")["selector"], "lone")
+        e.cli("key", "revoke", *d, "--selector", "lone", "--yes", "--force")
+        e.cli("key", "destroy", *d, "--selector", "lone", "--yes")
+        self.assertNotIn("lone", {k["selector"] for k in keys(e)})
+        # dns_publish = manual: the record is still there, and dns check says so.
+        res, rc = self.check(want=1)
+        self.assertEqual(res["lone"]["state"], "destroyed")
+        self.assertEqual([i["code"] for i in res["lone"]["issues"]], ["destroyed-still-published"])
+        # The tombstone stays while DNS serves the name...
+        e.cli("key", "step", *d, check=None)
+        self.assertIn("lone", self.check(want=1)[0])
+        # ...and goes once it does not.
+        knot.update(rec["name"])
+        e.cli("key", "step", *d, check=None)
+        res, rc = self.check(want=0)
+        self.assertNotIn("lone", res)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

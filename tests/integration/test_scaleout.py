@@ -23,7 +23,8 @@ import dkim
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import EnvTestCase, prog, p11fault_path, SOFTHSM
 from daemon_harness import World
-from rotation_harness import Knot, Load as LiveLoad, keys, rotation_config, signing_keys
+from rotation_harness import (Knot, Load as LiveLoad, ZONE, daemon_log, keys, rotation_config,
+                              selectors_of, signing_keys, start_daemon, wait_for)
 
 CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 MSG = (b"From: Joe <joe@example.com>\r\nTo: ann@example.net\r\nSubject: scale out\r\n"
@@ -307,12 +308,17 @@ class ScaleOut(EnvTestCase):
             self.assertEqual(l.failures(), [])
             self.assertGreater(len(l.results), 5)
         self.assertEqual([k["selector"] for k in keys(e) if k["slot"] == "primary"], [new])
+        # One daemon took each token's lease; "key rotate" (an operator) had it handed over
+        # while it ran, and then one daemon took it back: taken once more per hand-over.
         for token in ("primary", "backup"):
-            took = []
+            took, gave = [], []
             for _, _, lg in self.daemons:
                 with open(lg, errors="replace") as f:
-                    took += [lg] * f.read().count(f'rotation lease of token "{token}" taken')
-            self.assertEqual(len(took), 1, f"token {token}: the lease was taken {took}")
+                    text = f.read()
+                took += [lg] * text.count(f'rotation lease of token "{token}" taken')
+                gave += [lg] * text.count(f'rotation lease of token "{token}" handed over')
+            self.assertLessEqual(len(gave), 1, f"token {token}: handed over by {gave}")
+            self.assertEqual(len(took), 1 + len(gave), f"token {token}: taken by {took}")
         self.stop_daemons()
 
 
@@ -340,9 +346,8 @@ class LeaseRace(EnvTestCase):
             outs = [p.communicate(timeout=120) for p in procs]
             for p, (out, err) in zip(procs, outs):
                 self.assertIn(p.returncode, (0, 75), err.decode(errors="replace"))
-                self.assertNotIn(b"rings are read, not moved", err)
                 moves += [x["event"] for x in json.loads(out) if x["event"] in moving]
-                driven += b"waited for the rotation lease" in err
+                driven += b"waiting for the rotation lease" in err
             ks = keys(e)
             active = [k["selector"] for k in ks if k["state"] == "active"]
             self.assertEqual(len(active), 1, f"round {rounds}: active keys {active}")
@@ -357,6 +362,68 @@ class LeaseRace(EnvTestCase):
         self.assertGreater(driven, 0, "no step ever waited for the lease")
         self.assertNotEqual(old, new)
 
+
+
+class LeaseHandover(EnvTestCase):
+    def test_manual_moves_beside_a_driving_daemon(self):
+        """Every ring move by the CLI takes the token's lease: a daemon that drives hands it
+        over at its next step (and takes it back after), so "key rotate" and "key activate"
+        work beside it; a command that holds the lease (blocked in its publish hook) makes
+        another one wait, then refuse with exit 75 naming the holder, moving nothing."""
+        e = self.e
+        w = World(e, algs=("rsa-sha256",), backup=False, extra_daemon="step_interval = 1s\n")
+        knot = Knot(e, w.refresh_records())
+        block = e.path("block")
+        hook = e.write("publish.sh", f"""#!/bin/sh
+while [ -e {block} ]; do touch {block}.seen; sleep 0.1; done
+name=$(cut -d' ' -f1 {knot.tsig_file}); sec=$(cut -d' ' -f3 {knot.tsig_file})
+{{ echo "server 127.0.0.1 {knot.port}"; echo "zone {ZONE}."; echo "update delete $1. TXT"
+  [ "$3" != delete ] && echo "update add $1. 60 TXT \\"$2\\""
+  echo send; }} | knsupdate -y "hmac-sha256:$name:$sec"
+""", 0o755)
+        rotation_config(e, knot, "publish_wait = 1h\nretire_after = 1h\ndestroy_after = 1h\n"
+                        "dns_publish = command\n", dns_extra=f"publish_command = {hook}\n",
+                        notify=False)
+        start_daemon(w)
+        taken = 'rotation lease of token "primary" taken'
+        wait_for(lambda: taken in daemon_log(e), "the daemon takes the lease")
+        old = signing_keys(e)[("rsa-sha256", "primary")]
+
+        # An operator's rotation beside the driving daemon: it waits for the hand-over.
+        cp = e.cli("key", "rotate", "--domain", ZONE, "--json")
+        err = cp.stderr.decode(errors="replace")
+        self.assertIn("waiting for the rotation lease, held by", err)
+        self.assertIn("/dkimkeepd/", err)
+        new = [x["selector"] for x in json.loads(cp.stdout) if x["event"] == "started"][0]
+        self.assertIn("handed over", daemon_log(e))
+        # The daemon drives again once the operator is done.
+        wait_for(lambda: daemon_log(e).count(taken) >= 2, "the daemon takes the lease back")
+
+        # A command holding the lease (a rotation blocked in its publish hook): another one
+        # waits, then refuses with 75 and names it; nothing moved.
+        e.cli("key", "retire", "--domain", ZONE, "--selector", new)
+        self.assertEqual({k["selector"]: k["state"] for k in keys(e)},
+                         {old: "active", new: "retiring"})
+        open(block, "w").close()
+        holder = subprocess.Popen([prog("dkimkeep"), "-c", e.conf, "key", "rotate", "--domain",
+                                   ZONE], env=e.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        e.procs.append(holder)
+        wait_for(lambda: os.path.exists(block + ".seen"), "the rotation blocks in its hook")
+        cp = e.cli("key", "activate", "--domain", ZONE, "--selector", new, check=None)
+        err = cp.stderr.decode(errors="replace")
+        self.assertEqual(cp.returncode, 75, err)
+        self.assertIn(f"/dkimkeep/{holder.pid}", err)
+        self.assertIn("nothing was moved", err)
+        self.assertEqual({k["selector"]: k["state"] for k in keys(e)}[new], "retiring")
+        os.unlink(block)
+        self.assertEqual(holder.wait(timeout=120), 0)
+        # The lease is free again: a manual activation goes through beside the daemon.
+        e.cli("key", "activate", "--domain", ZONE, "--selector", new)
+        self.assertEqual(signing_keys(e)[("rsa-sha256", "primary")], new)
+        wait_for(lambda: selectors_of(w.sign(MSG).stdout) == [new], "the daemon signs with it")
+        w.daemon.send_signal(signal.SIGTERM)
+        self.assertEqual(w.daemon.wait(timeout=60), 0)
 
 
 class ManyDomains(EnvTestCase):
