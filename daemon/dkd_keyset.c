@@ -47,7 +47,10 @@ keyset_load_token(struct dkd_keyset *ks, struct dkd_token *tok, size_t *cap)
 		if (strcmp(list[i].meta.state, "active") != 0 &&
 		    strcmp(list[i].meta.state, "standby") != 0)
 			continue; /* only signing keys are checked and kept */
-		if ((r = hsm_key_check(s, &list[i], &weak, why, sizeof(why))) != 0) {
+		r = hsm_key_check(s, &list[i], &weak, why, sizeof(why));
+		if (r == DK_ERR_KEY_HYGIENE || r == DK_ERR_PARSE) /* a stale view? look again */
+			r = hsm_key_recheck(s, &list[i], &weak, why, sizeof(why));
+		if (r != 0) {
 			if (r == DK_ERR_TOKEN_FAILING) {
 				dkd_token_down(tok, r, dk_err_detail());
 				r = 0;
