@@ -85,6 +85,31 @@ test_time_beyond_rfc3339(void **state)
 	assert_int_equal(parse(REC("9223372036854775807", "0"), &m, &rev), DK_ERR_PARSE);
 }
 
+/* A tombstone (state "destroyed", hsm_key_destroy) is a record like the others. */
+static void
+test_tombstone(void **state)
+{
+	static const char rec[] = "v=1\ndomain=example.com\nselector=lone\nalg=ed25519-sha256\n"
+	                          "slot=backup\nstate=destroyed\ncreated=0\nchanged=1\nrev=7\n";
+	struct hsm_key_meta m, m2;
+	unsigned long rev, rev2;
+	struct dk_buf text;
+
+	(void)state;
+	dk_buf_init(&text, 4096);
+	assert_int_equal(parse(rec, &m, &rev), 0);
+	assert_string_equal(m.state, "destroyed");
+	assert_int_equal(hsm_meta_format(&m, rev + 1, &text), 0);
+	assert_int_equal(hsm_meta_parse(text.data, text.len, &m2, &rev2), 0);
+	assert_string_equal(m2.state, "destroyed");
+	assert_int_equal(rev2, 8);
+	dk_buf_free(&text);
+	assert_int_equal(parse("v=1\ndomain=example.com\nselector=s\nalg=rsa-sha256\nslot=primary\n"
+	                       "state=gone\ncreated=0\nchanged=0\nrev=1\n",
+	                     &m, &rev),
+	    DK_ERR_PARSE);
+}
+
 static void
 test_parse_bad(void **state)
 {
@@ -116,6 +141,7 @@ main(void)
 	    cmocka_unit_test(test_parse_good),
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_time_beyond_rfc3339),
+	    cmocka_unit_test(test_tombstone),
 	    cmocka_unit_test(test_parse_bad),
 	};
 
