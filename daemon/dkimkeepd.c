@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,12 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	dk_log_init("dkimkeepd", !(foreground || check), debug);
+	/*
+	 * The socket listens before the event loop handles signals: a SIGHUP
+	 * (logrotate) in between would kill the daemon.  The loop's handler
+	 * replaces this; the configuration is read fresh at start anyway.
+	 */
+	signal(SIGHUP, SIG_IGN);
 	prctl(PR_SET_DUMPABLE, 0); /* no core dumps holding session state or PINs */
 	if ((r = dk_conf_load(conf_path, &conf)) != 0) {
 		fprintf(stderr, "dkimkeepd: %s\n",

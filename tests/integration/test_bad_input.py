@@ -118,6 +118,7 @@ class ConfigFile(EnvTestCase):
         """SIGHUP with a broken file: refused, logged with the line, the running config
         stays and signs (test_daemon_sign Reload covers a good reload after it)."""
         self.w.start()
+        self.w.verify(self.w.sign(MSG).stdout)  # the loop runs (and handles SIGHUP)
         self.e.write_config(self.base.replace("workers = 2\n", "workers = lots\n"))
         self.w.daemon.send_signal(1)
         err = read_until(self.w.daemon, "reload refused")
