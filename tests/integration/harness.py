@@ -22,6 +22,38 @@ DATA = os.path.join(SOURCE, "tests", "data")
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 0, 64, 65, 69, 75, 77, 78
 
+# Sanitized programs on a loaded machine are several times slower: ci/test sets
+# DKIMKEEP_TEST_TIME_SCALE for its sanitizer stage, and every config a test
+# writes through Env.write_config gets its time bounds (sign_timeout_ms,
+# health_interval) multiplied by it.  What the tests prove stays the same
+# (a failover with no failed request, a recovery seen by the health check);
+# only the daemon's own deadlines get room.  Tests never assert time.
+TIME_SCALE = float(os.environ.get("DKIMKEEP_TEST_TIME_SCALE") or 1)
+
+# ci/test's sanitizer stage may give the programs the tests start other
+# LeakSanitizer options than tests/integration/CMakeLists.txt fixed at
+# configure time (fast unwinding: see ci/test and tests/lsan-fast.supp).
+if os.environ.get("DKIMKEEP_TEST_LSAN_OPTIONS"):
+    os.environ["LSAN_OPTIONS"] = os.environ["DKIMKEEP_TEST_LSAN_OPTIONS"]
+
+
+def scale_times(text, scale=None):
+    """Config text with sign_timeout_ms and health_interval scaled by TIME_SCALE."""
+    import re
+    scale = TIME_SCALE if scale is None else scale
+    if scale == 1:
+        return text
+    units = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+    def ms(m):
+        return f"{m.group(1)}{max(10, round(int(m.group(2)) * scale))}"
+
+    def dur(m):
+        secs = int(m.group(2)) * units[m.group(3)]
+        return f"{m.group(1)}{max(1, round(secs * scale))}s"
+    text = re.sub(r"(?m)^(\s*sign_timeout_ms\s*=\s*)(\d+)\s*$", ms, text)
+    return re.sub(r"(?m)^(\s*health_interval\s*=\s*)(\d+)(s|m|h|)\s*$", dur, text)
+
 
 def prog(name):
     """Path of a built program (dkimkeep, dkimkeepd, ...)."""
@@ -119,8 +151,9 @@ class Env:
                  "--so-pin-file", so, "--pin-file", pin)
 
     def write_config(self, text):
+        """Write the config (its time bounds scaled by DKIMKEEP_TEST_TIME_SCALE)."""
         with open(self.conf, "w") as f:
-            f.write(text)
+            f.write(scale_times(text))
         return self.conf
 
     def cleanup(self):
