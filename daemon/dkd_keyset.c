@@ -20,6 +20,8 @@ keyset_free(struct dkd_keyset *ks)
 	dk_conf_free(ks->conf);
 	free(ks->keys);
 	free(ks->rings);
+	free(ks->ring_of);
+	free(ks->allows);
 	free(ks);
 }
 
@@ -146,7 +148,8 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 	size_t i;
 	int a;
 
-	if ((ks->rings = calloc(ks->conf->ndomains * 2 + 1, sizeof(*ks->rings))) == NULL)
+	if ((ks->rings = calloc(ks->conf->ndomains * 2 + 1, sizeof(*ks->rings))) == NULL ||
+	    (ks->ring_of = calloc(ks->conf->ndomains * 2 + 1, sizeof(*ks->ring_of))) == NULL)
 		return DK_ERR_NOMEM;
 	for (i = 0; i < ks->conf->ndomains; i++) {
 		d = &ks->conf->domains[i];
@@ -156,6 +159,7 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 			if (!(d->algs & (1u << a)))
 				continue;
 			ring = &ks->rings[ks->nrings++];
+			ks->ring_of[i * 2 + (size_t)(a - DKIM_ALG_RSA_SHA256)] = ring;
 			ring->dom = d;
 			ring->alg = (enum dkim_alg)a;
 			ring->active = prim != NULL ? keyset_pick(ks, d->name, ring->alg, prim,
@@ -165,6 +169,26 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 			                                   "backup", "standby")
 			                             : NULL;
 			keyset_warn_ring(ring, d, prim, back);
+		}
+	}
+	return 0;
+}
+
+/* Each client's domains= matched once against every configured domain, not per request. */
+static int
+keyset_build_allows(struct dkd_keyset *ks)
+{
+	const struct dk_conf *c = ks->conf;
+	size_t i, j;
+
+	ks->allows_stride = (c->ndomains + 7) / 8;
+	if ((ks->allows = calloc(c->nclients * ks->allows_stride + 1, 1)) == NULL)
+		return DK_ERR_NOMEM;
+	for (i = 0; i < c->nclients; i++) {
+		for (j = 0; j < c->ndomains; j++) {
+			if (dk_conf_client_allows(&c->clients[i], c->domains[j].name))
+				ks->allows[i * ks->allows_stride + j / 8] |=
+				    (uint8_t)(1u << (j % 8));
 		}
 	}
 	return 0;
@@ -188,7 +212,7 @@ dkd_keyset_load(struct dk_conf *conf, struct dkd_tokens *tokens, struct dkd_keys
 		if ((r = keyset_load_token(ks, &tokens->v[i], &cap)) != 0)
 			goto out;
 	}
-	if ((r = keyset_build_rings(ks, tokens)) != 0)
+	if ((r = keyset_build_rings(ks, tokens)) != 0 || (r = keyset_build_allows(ks)) != 0)
 		goto out;
 	*out = ks;
 	ks = NULL;
@@ -231,15 +255,31 @@ dkd_keyset_release(struct dkd_keyset *ks)
 }
 
 const struct dkd_ring *
-dkd_keyset_ring(const struct dkd_keyset *ks, const char *domain, enum dkim_alg alg)
+dkd_keyset_ring(const struct dkd_keyset *ks, const struct dk_conf_domain *dom, enum dkim_alg alg)
 {
+	const struct dk_conf *c = ks->conf;
 	size_t i;
 
-	for (i = 0; i < ks->nrings; i++) {
-		if (ks->rings[i].alg == alg && strcmp(ks->rings[i].dom->name, domain) == 0)
-			return &ks->rings[i];
-	}
-	return NULL;
+	if (dom < c->domains || dom >= c->domains + c->ndomains || alg < DKIM_ALG_RSA_SHA256 ||
+	    alg > DKIM_ALG_ED25519_SHA256)
+		return NULL;
+	i = (size_t)(dom - c->domains);
+	return ks->ring_of[i * 2 + (size_t)(alg - DKIM_ALG_RSA_SHA256)];
+}
+
+int
+dkd_keyset_allows(
+    const struct dkd_keyset *ks, const struct dk_conf_client *cl, const struct dk_conf_domain *dom)
+{
+	const struct dk_conf *c = ks->conf;
+	size_t i, j;
+
+	if (cl < c->clients || cl >= c->clients + c->nclients || dom < c->domains ||
+	    dom >= c->domains + c->ndomains)
+		return dk_conf_client_allows(cl, dom->name); /* not of this snapshot */
+	i = (size_t)(cl - c->clients);
+	j = (size_t)(dom - c->domains);
+	return (ks->allows[i * ks->allows_stride + j / 8] >> (j % 8)) & 1;
 }
 
 const struct dkd_key *

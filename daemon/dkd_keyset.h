@@ -10,6 +10,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/dk_config.h"
 #include "daemon/dkd_tokens.h"
@@ -36,6 +37,10 @@ struct dkd_keyset {
 	size_t nkeys;
 	struct dkd_ring *rings;
 	size_t nrings;
+	/* Found in O(1) per request, whatever the number of domains (docs/performance.md): */
+	const struct dkd_ring **ring_of; /* [domain index * 2 + alg - 1] of conf->domains */
+	uint8_t *allows;                 /* per client, a bit per domain: may it sign for it */
+	size_t allows_stride;            /* bytes per client */
 };
 
 /*
@@ -52,9 +57,12 @@ void dkd_keyset_publish(struct dkd_keyset *ks);
 struct dkd_keyset *dkd_keyset_acquire(void);
 void dkd_keyset_release(struct dkd_keyset *ks);
 
-/* The ring of a configured domain (exact name) and algorithm, or NULL. */
+/* The ring of a configured domain of ks->conf and an algorithm, or NULL. */
 const struct dkd_ring *dkd_keyset_ring(
-    const struct dkd_keyset *ks, const char *domain, enum dkim_alg alg);
+    const struct dkd_keyset *ks, const struct dk_conf_domain *dom, enum dkim_alg alg);
+/* 1 when client cl of ks->conf may sign for dom of ks->conf (dk_conf_client_allows()). */
+int dkd_keyset_allows(
+    const struct dkd_keyset *ks, const struct dk_conf_client *cl, const struct dk_conf_domain *dom);
 /* A signing-capable key (active or standby) of domain with this selector, or NULL. */
 const struct dkd_key *dkd_keyset_selector(
     const struct dkd_keyset *ks, const char *domain, const char *selector);

@@ -50,6 +50,9 @@ struct dkd_loop {
 	int connections;
 	int stopping;
 	int64_t started;
+	size_t jobs_out;         /* handed to the pool and not yet delivered */
+	uint64_t last_out_us;    /* when the last job was handed to the pool */
+	uint64_t last_answer_us; /* when the last answer was delivered */
 	uint64_t counters[DKD_CNT_MAX];
 	struct dkd_rate *rates; /* linked list, one per client name */
 	struct dkd_conn *conns; /* every open connection */

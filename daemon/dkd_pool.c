@@ -50,7 +50,7 @@ struct dkd_pool {
 	size_t depth;
 	int stopping;
 	int live;              /* worker threads running and not stuck */
-	int busy;              /* workers holding a job */
+	atomic_int busy;       /* workers holding a job (read without the lock by the loop) */
 	uint64_t last_wait_us; /* how long the last worker to wait for a job waited */
 	atomic_uint submitted; /* jobs queued so far (read without the lock by a spinning worker) */
 	int nslots;            /* started so far (slots are never reused) */
@@ -364,6 +364,12 @@ dkd_pool_depth(struct dkd_pool *p)
 	d = p->depth;
 	pthread_mutex_unlock(&p->lock);
 	return d;
+}
+
+int
+dkd_pool_busy(struct dkd_pool *p)
+{
+	return atomic_load_explicit(&p->busy, memory_order_relaxed);
 }
 
 int

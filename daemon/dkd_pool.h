@@ -28,6 +28,8 @@ int dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job);
 /* Jobs queued and not yet taken by a worker. */
 size_t dkd_pool_depth(struct dkd_pool *p);
 int dkd_pool_workers(const struct dkd_pool *p);
+/* Workers signing now (a hint: read without the lock). */
+int dkd_pool_busy(struct dkd_pool *p);
 /* Finish every queued job (handed to the sink as usual), stop and join the threads, free the pool.
  */
 void dkd_pool_stop(struct dkd_pool *p);

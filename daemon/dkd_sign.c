@@ -142,7 +142,7 @@ sign_prepare(struct dkd_job *job, struct sign_ctx *ctx)
 		    want, job->ks->conf->path);
 		return DK_ERR_UNKNOWN_DOMAIN;
 	}
-	if (!dk_conf_client_allows(job->client, (*dom)->name)) {
+	if (!dkd_keyset_allows(job->ks, job->client, *dom)) {
 		job_fail(job, DK_ERR_NOT_AUTHORIZED,
 		    "client \"%s\" (uid %u) may not sign for %s; add it to domains= of "
 		    "[client %s] if it should",
@@ -246,7 +246,7 @@ sign_alg(struct dkd_sessions *ss, struct dkd_job *job, const struct sign_ctx *ct
 		cand[0] = dkd_keyset_selector(job->ks, dom->name, job->selector);
 		if (cand[0] != NULL && strcmp(cand[0]->hk.meta.alg, dkim_alg_name(alg)) != 0)
 			cand[0] = NULL;
-	} else if ((ring = dkd_keyset_ring(job->ks, dom->name, alg)) != NULL) {
+	} else if ((ring = dkd_keyset_ring(job->ks, dom, alg)) != NULL) {
 		cand[0] = ring->active;
 		cand[1] = ring->standby;
 	}
