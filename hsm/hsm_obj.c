@@ -60,7 +60,30 @@ hsm_attr_bytes(struct hsm_session *s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type
 	CK_RV rv;
 	int r;
 
-	rv = f->C_GetAttributeValue(s->h, o, &a, 1);
+	/*
+	 * One call into room for max bytes first: a key listing reads a few
+	 * attributes of every key at every rotation step, and through a remote
+	 * module each call is a round trip.  Only a value that does not fit
+	 * (CKR_BUFFER_TOO_SMALL) or a buffer that cannot grow that far takes the
+	 * size query below.
+	 */
+	rv = CKR_BUFFER_TOO_SMALL;
+	if (dk_buf_reserve(out, max) == 0) {
+		a.pValue = out->data + start;
+		a.ulValueLen = (CK_ULONG)max;
+		rv = f->C_GetAttributeValue(s->h, o, &a, 1);
+		if (rv == CKR_OK && a.ulValueLen != CK_UNAVAILABLE_INFORMATION &&
+		    a.ulValueLen <= max) {
+			out->len = start + a.ulValueLen;
+			out->data[out->len] = '\0';
+			return 0;
+		}
+	}
+	if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OK) {
+		a.pValue = NULL;
+		a.ulValueLen = 0;
+		rv = f->C_GetAttributeValue(s->h, o, &a, 1);
+	}
 	if (rv == CKR_ATTRIBUTE_TYPE_INVALID ||
 	    (rv == CKR_OK && a.ulValueLen == CK_UNAVAILABLE_INFORMATION))
 		return dk_err_set(DK_ERR_NOT_FOUND,
