@@ -15,8 +15,10 @@
 #include "rotate/rot_int.h"
 #include "rotate/rot_record.h"
 
-#define TEXT_MAX 1024
-#define WHY_MAX  512
+#define TEXT_MAX          1024
+#define WHY_MAX           512
+#define GENERATE_TRIES    3          /* generate_checked: a failing token is tried again */
+#define GENERATE_PAUSE_NS 300000000L /* between the tries */
 
 struct rot_tok *
 rot_tok_find(struct rot_ctx *c, const char *name)
@@ -388,9 +390,22 @@ generate_checked(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key
     unsigned bits, struct hsm_key *out)
 {
 	char why[WHY_MAX], detail[WHY_MAX];
-	int r, weak = 0;
+	int r, weak = 0, tries;
 
-	if ((r = hsm_key_generate(tok->s, type, bits, m, out)) != 0)
+	/*
+	 * SoftHSM, with other processes writing the token, sometimes fails a
+	 * generation (CKR_FUNCTION_FAILED: it lost sight of the object it had
+	 * just made; it cleans up).  Seen in the two-daemon test.  Try again.
+	 */
+	for (tries = 0;; tries++) {
+		r = hsm_key_generate(tok->s, type, bits, m, out);
+		if (r == 0 || tries + 1 >= GENERATE_TRIES ||
+		    (r != DK_ERR_PKCS11 && r != DK_ERR_TOKEN_FAILING))
+			break;
+		dk_log_warn("%s; trying again", dk_err_detail());
+		nanosleep(&(struct timespec){0, GENERATE_PAUSE_NS}, NULL);
+	}
+	if (r != 0)
 		return r;
 	/*
 	 * A key just made that reads back wrong (not sensitive, an empty modulus:

@@ -270,6 +270,15 @@ take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
 	}
 	if (seen.others > 0)
 		goto out; /* held by another (or another is deciding): not this time */
+	if (seen.mine > 0 && (int64_t)time(NULL) - l->made < l->ttl / 3) {
+		/*
+		 * Two thirds of the lease left: keep it as it is.  Every create and
+		 * destroy rewrites the token's directory, which other processes on a
+		 * SoftHSM token must list again (docs/rotation.md, "A stale view").
+		 */
+		*held = 1;
+		goto out;
+	}
 	if (seen.mine > 0) {
 		/* Renew: the new object first, then the old ones, so one always exists. */
 		if ((r = lease_create(l, s, &obj)) != 0)
