@@ -26,20 +26,20 @@
 #define CHECKPOINT_US   (60 * 1000000LL) /* a checkpoint at least every minute */
 #define IDLE_WAIT_SEC   3600
 /*
- * Group commit in two threads.  The writer formats and writes records as
- * jobs come (woken by the first job of a batch, or a full one:
- * BATCH_TARGET).  The syncer makes them durable with one fdatasync for
- * everything written since the last one, and only then hands the jobs to
- * the loop; records keep being written while an fdatasync runs.  Under
- * load (the last fdatasync covered more than one job) the syncer waits for
- * SYNC_GOAL jobs, at most SYNC_WAIT_US after the oldest was written: an
- * fdatasync costs ~300 us of CPU (and 1-10 ms) on this project's test VM
- * whatever it covers, so jobs per sync is what auditing costs
- * (docs/audit.md "Cost").  A lone request does not wait.
+ * Group commit in two threads.  The writer formats and writes records; the
+ * syncer makes them durable with one fdatasync for everything written
+ * since the last one, and only then hands the jobs to the loop, so records
+ * keep being written while an fdatasync runs.  Under load (the batch before
+ * had company) the writer takes the next batch once BATCH_GOAL jobs are
+ * queued or BATCH_WAIT_US after the oldest came (at once with
+ * BATCH_TARGET); a lone request does not wait.  An fdatasync costs ~300 us
+ * of CPU (and 1-10 ms) on this project's test VM whatever it covers, and
+ * each batch a flock, an fstat and a write: jobs per batch is what
+ * auditing costs (docs/audit.md "Cost").
  */
+#define BATCH_GOAL         16
+#define BATCH_WAIT_US      2000
 #define BATCH_TARGET       128
-#define SYNC_GOAL          16
-#define SYNC_WAIT_US       3000
 #define ERROR_LOG_EVERY_US (10 * 1000000LL)
 
 /* The process's audit writer, for the hooks; current_lock protects it and its use by a hook. */
@@ -196,7 +196,7 @@ dkd_audit_job(struct dkd_job *job, void *arg)
 	}
 	a->jobs_tail = job;
 	/* Wake the writer for the first job of a batch and for a full one, not for each. */
-	if (++a->njobs == 1 || a->njobs == BATCH_TARGET)
+	if (++a->njobs == 1 || a->njobs == BATCH_GOAL || a->njobs == BATCH_TARGET)
 		pthread_cond_signal(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 }
@@ -292,10 +292,6 @@ static void
 sync_drain(struct dkd_audit *a)
 {
 	pthread_mutex_lock(&a->sync_lock);
-	if (a->sync_want) {
-		a->sync_hurry = 1;
-		pthread_cond_signal(&a->sync_cond);
-	}
 	while (a->sync_want || a->sync_busy)
 		pthread_cond_wait(&a->sync_idle, &a->sync_lock);
 	pthread_mutex_unlock(&a->sync_lock);
@@ -332,10 +328,7 @@ sync_main(void *arg)
 {
 	struct dkd_audit *a = arg;
 	struct dkd_job *jobs;
-	struct timespec ts;
 	const char *path;
-	int64_t until;
-	size_t n;
 	int fd, regular, r;
 
 	(void)pthread_setname_np(pthread_self(), "dkd-audit-sync");
@@ -345,23 +338,10 @@ sync_main(void *arg)
 			pthread_cond_wait(&a->sync_cond, &a->sync_lock);
 		if (!a->sync_want)
 			break;
-		/* Under load, company for this fdatasync (see SYNC_GOAL). */
-		while (a->sync_last > 1 && a->sync_njobs < SYNC_GOAL && !a->sync_hurry &&
-		       !a->sync_stop) {
-			until = a->sync_since_us + SYNC_WAIT_US;
-			if (dka_now_us() >= until)
-				break;
-			ts.tv_sec = (time_t)(until / 1000000);
-			ts.tv_nsec = (long)(until % 1000000) * 1000;
-			if (pthread_cond_timedwait(&a->sync_cond, &a->sync_lock, &ts) == ETIMEDOUT)
-				break;
-		}
 		jobs = a->sync_jobs;
-		n = a->sync_njobs;
 		a->sync_jobs = a->sync_tail = NULL;
 		a->sync_njobs = 0;
 		a->sync_want = 0;
-		a->sync_hurry = 0;
 		fd = a->sync_fd;
 		regular = a->sync_regular;
 		path = a->sync_path;
@@ -372,7 +352,6 @@ sync_main(void *arg)
 		dkd_outbox_put(a->outbox, jobs);
 		pthread_mutex_lock(&a->sync_lock);
 		a->sync_busy = 0;
-		a->sync_last = n;
 		if (!a->sync_want)
 			pthread_cond_broadcast(&a->sync_idle);
 	}
@@ -565,6 +544,17 @@ wait_work(struct dkd_audit *a)
 		if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT)
 			break;
 	}
+	/* Jobs wait for company (see BATCH_GOAL); events and stop/reopen do not wait. */
+	while (a->jobs != NULL && a->last_batch_jobs > 1 && a->njobs < BATCH_GOAL &&
+	       a->evs == NULL && !a->stopping && !a->reopen) {
+		until = a->jobs_since_us + BATCH_WAIT_US;
+		if (dka_now_us() >= until)
+			break;
+		ts.tv_sec = (time_t)(until / 1000000);
+		ts.tv_nsec = (long)(until % 1000000) * 1000;
+		if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT)
+			break;
+	}
 }
 
 static void *
@@ -584,6 +574,7 @@ audit_main(void *arg)
 		jobs = a->jobs;
 		evs = a->evs;
 		a->jobs = a->jobs_tail = NULL;
+		a->last_batch_jobs = a->njobs;
 		a->njobs = 0;
 		a->evs = a->evs_tail = NULL;
 		a->nevs = 0;

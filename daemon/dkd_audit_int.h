@@ -81,11 +81,9 @@ struct dkd_audit {
 	int sync_want;         /* records written and not yet synced */
 	int64_t sync_since_us; /* when the oldest of them was written */
 	int sync_busy;         /* an fdatasync runs */
-	int sync_hurry;        /* the writer waits for it: no company */
 	int sync_fd;           /* the log's descriptor for it (fixed while anything waits) */
 	int sync_regular;
 	const char *sync_path;
-	size_t sync_last; /* jobs covered by the last fdatasync */
 	int sync_stop;
 	int64_t sync_logged_us; /* last fdatasync failure logged */
 
@@ -98,6 +96,7 @@ struct dkd_audit {
 	uint8_t hour_key[DKA_MAC_LEN]; /* K_hour of hour (mlock'ed, wiped when replaced) */
 	char hour[DKA_HOUR_LEN + 1];   /* "" when there is none */
 	struct dka_mac hour_mac;       /* HMAC-SHA256 set up with hour_key */
+	size_t last_batch_jobs;        /* jobs in the batch before: is there company to wait for? */
 	int64_t unsealed_since_us;     /* first record after the last checkpoint, 0: none */
 	uint64_t lost;                 /* records not written (audit_fail = open) */
 	char lost_why[AUDIT_TEXT_MAX];

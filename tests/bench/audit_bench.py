@@ -9,7 +9,7 @@ Each pair runs the daemon once without and once with the audit log (the
 order alternates), so both see about the same background load; the cost is
 1 - the median of the pairs' rate ratios (on / off), with the quartiles.
 Also reported: the daemon's CPU per request (dkimkeep-bench's own figure),
-the audit thread's part of it (its thread is named dkd-audit), and latency.
+the audit threads' part of it (the writer dkd-audit and the syncer dkd-audit-sync), and latency.
 
 With the log on, every request is one record (its Message-ID hashed with
 the hour's key), written in batches with one fdatasync each, before the
@@ -41,7 +41,7 @@ def cpu_seconds(pid):
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().strip() == "dkd-audit":
+                if f.read().strip().startswith("dkd-audit"):
                     audit += stat(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             pass
