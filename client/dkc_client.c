@@ -21,6 +21,7 @@ struct dkc_conn {
 	uint64_t next_id;
 	struct dk_buf in;  /* bytes read and not yet a whole frame */
 	struct dk_buf out; /* the frame being sent (kept: no allocation per request) */
+	int drained;       /* the last recv() left nothing in the socket */
 };
 
 int
@@ -53,6 +54,7 @@ dkc_connect(const char *socket_path, int timeout_ms, struct dkc_conn **out)
 	c->fd = fd;
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	c->next_id = 1;
+	c->drained = 1;
 	dk_buf_init(&c->in, DK_FRAME_MAX + DK_FRAME_HEADER_LEN + 65536);
 	dk_buf_init(&c->out, DK_FRAME_MAX + DK_FRAME_HEADER_LEN);
 	fd = -1;
@@ -159,14 +161,16 @@ conn_recv_response(struct dkc_conn *c, Dkimkeep__V1__Response **out)
 			if (c->in.len >= DK_FRAME_HEADER_LEN + (size_t)flen)
 				break;
 		}
-		/* recv first: with requests pipelined the answer is often there already. */
+		/*
+		 * poll() only when the last recv() emptied the socket: after one that
+		 * filled tmp more is waiting, and a recv() that finds nothing is a
+		 * system call for nothing.
+		 */
+		if (c->drained && (r = conn_wait(c, POLLIN)) != 0)
+			return r;
 		n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((r = conn_wait(c, POLLIN)) != 0)
-				return r;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
+		c->drained = n < (ssize_t)sizeof(tmp);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			continue;
 		if (n <= 0)
 			return dk_err_set(DK_ERR_UNAVAILABLE,
