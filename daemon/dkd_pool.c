@@ -10,6 +10,7 @@
  * retires.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,7 @@ pool_spin(struct dkd_pool *p)
 				goto out;
 			pool_cpu_relax();
 		}
+		sched_yield(); /* a thread woken on this core (the loop, the caller) runs at once */
 	} while (dk_now_us() < end);
 out:
 	pthread_mutex_lock(&p->lock);

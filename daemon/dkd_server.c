@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -376,8 +377,13 @@ server_loop(struct dkd_loop *lp)
 	int r;
 
 	do {
-		r = event_base_loop(
-		    lp->base, server_should_spin(lp) ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+		if (server_should_spin(lp)) {
+			/* Polite polling: a thread woken on this core (the caller) runs at once. */
+			sched_yield();
+			r = event_base_loop(lp->base, EVLOOP_NONBLOCK);
+		} else {
+			r = event_base_loop(lp->base, EVLOOP_ONCE);
+		}
 	} while (r == 0 && !event_base_got_break(lp->base) && !event_base_got_exit(lp->base));
 }
 
