@@ -82,8 +82,7 @@ pool_cpu_relax(void)
 #endif
 }
 
-/* Wait up to POOL_SPIN_US for a job to be queued, without sleeping (pool lock held, and again on
- * return). */
+/* Wait up to POOL_SPIN_US for a job without sleeping (called and returns with the lock held). */
 static void
 pool_spin(struct dkd_pool *p)
 {
