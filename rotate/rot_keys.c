@@ -386,26 +386,13 @@ new_selector(const struct rot_ctx *c, const struct rot_ring *rg, const struct ro
 
 /* Make the key and check it as dkimkeepd will; a key that fails is destroyed. */
 static int
-generate_checked(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key_type type,
+generate_once(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key_type type,
     unsigned bits, struct hsm_key *out)
 {
 	char why[WHY_MAX], detail[WHY_MAX];
-	int r, weak = 0, tries;
+	int r, weak = 0;
 
-	/*
-	 * SoftHSM, with other processes writing the token, sometimes fails a
-	 * generation (CKR_FUNCTION_FAILED: it lost sight of the object it had
-	 * just made; it cleans up).  Seen in the two-daemon test.  Try again.
-	 */
-	for (tries = 0;; tries++) {
-		r = hsm_key_generate(tok->s, type, bits, m, out);
-		if (r == 0 || tries + 1 >= GENERATE_TRIES ||
-		    (r != DK_ERR_PKCS11 && r != DK_ERR_TOKEN_FAILING))
-			break;
-		dk_log_warn("%s; trying again", dk_err_detail());
-		nanosleep(&(struct timespec){0, GENERATE_PAUSE_NS}, NULL);
-	}
-	if (r != 0)
+	if ((r = hsm_key_generate(tok->s, type, bits, m, out)) != 0)
 		return r;
 	/*
 	 * A key just made that reads back wrong (not sensitive, an empty modulus:
@@ -422,6 +409,34 @@ generate_checked(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key
 		return dk_err_set(r, "the new key fails the check and was destroyed: %s", detail);
 	}
 	return 0;
+}
+
+/*
+ * SoftHSM, with other processes writing the token, sometimes loses sight of
+ * an object this very process has just made: C_GenerateKeyPair fails with
+ * CKR_FUNCTION_FAILED (it cleans up), or the new private key reads back not
+ * sensitive and a fresh listing shows the key with 0 private key objects
+ * (seen in CrashSafety and TwoDaemons; docs/rotation.md, "A stale view of
+ * the token").  The process's view of the token is not re-read until
+ * another process changes the token, so the key is destroyed and another
+ * one made, up to GENERATE_TRIES times.  A token that really makes bad keys
+ * fails every time and is reported.
+ */
+static int
+generate_checked(struct rot_tok *tok, const struct hsm_key_meta *m, enum hsm_key_type type,
+    unsigned bits, struct hsm_key *out)
+{
+	int r, tries;
+
+	for (tries = 0;; tries++) {
+		r = generate_once(tok, m, type, bits, out);
+		if (r == 0 || r == DK_ERR_NOMEM || r == DK_ERR_INVALID ||
+		    tries + 1 >= GENERATE_TRIES)
+			break;
+		dk_log_warn("%s; trying again", dk_err_detail());
+		nanosleep(&(struct timespec){0, GENERATE_PAUSE_NS}, NULL);
+	}
+	return r;
 }
 
 int

@@ -330,9 +330,11 @@ name=$(cut -d' ' -f1 {self.knot.tsig_file}); sec=$(cut -d' ' -f3 {self.knot.tsig
 
     def cli_killed(self, *args):
         """Run dkimkeep until a publish hook blocks, then kill -9 it and its hook."""
-        p = subprocess.Popen([prog("dkimkeep"), "-c", self.e.conf] + list(args), env=self.e.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+        with open(self.e.path("cli.log"), "ab") as log:
+            log.write(f"$ dkimkeep {' '.join(args)}\n".encode())
+            log.flush()
+            p = subprocess.Popen([prog("dkimkeep"), "-c", self.e.conf] + list(args),
+                                 env=self.e.env, stdout=log, stderr=log, start_new_session=True)
         wait_for(lambda: self.blocked() or p.poll() is not None, "a publish hook blocks")
         kill_group(p)
 
@@ -354,7 +356,8 @@ name=$(cut -d' ' -f1 {self.knot.tsig_file}); sec=$(cut -d' ' -f3 {self.knot.tsig
             self.block("revoke")                                     # new key on, old retiring
             self.cli_killed("key", "step")
             new = self.assert_signable()
-            self.assertNotEqual(new, old)
+            with open(e.path("cli.log"), errors="replace") as f:
+                self.assertNotEqual(new, old, f.read())
             wait_for(lambda: load.seen([new]), "the daemon signs with the new key")
             self.block("delete")                                     # old revoked, destroying
             self.cli_killed("key", "step")
