@@ -156,14 +156,17 @@ class Load:
         self.threads = ([threading.Thread(target=self._cli) for _ in range(cli_threads)]
                         + [threading.Thread(target=self._raw, args=(k,)) for k in range(raw_threads)])
 
-    def _add(self, kind, ok, sels, signed, error):
+    def _add(self, kind, ok, sels, signed, error, started=0):
+        # started: the mark when the request was sent; a request sent before a fault
+        # may end after it (a sanitized dkimkeep sign takes long to exit)
         with self.lock:
             self.results.append({"kind": kind, "ok": ok, "selectors": sels, "signed": signed,
-                                 "error": error})
+                                 "error": error, "started": started})
 
     def _cli(self):
         argv = [prog("dkimkeep"), "-c", self.w.e.conf, "sign"]
         while not self.stop.is_set():
+            started = self.mark()
             try:
                 cp = subprocess.run(argv, input=self.msg, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=self.w.e.env, timeout=120)
@@ -172,7 +175,8 @@ class Load:
                 continue
             ok = cp.returncode == 0
             self._add("cli", ok, selectors_of(cp.stdout) if ok else [], cp.stdout if ok else None,
-                      "" if ok else f"exit {cp.returncode}: {cp.stderr.decode(errors='replace')}")
+                      "" if ok else f"exit {cp.returncode}: {cp.stderr.decode(errors='replace')}",
+                      started)
 
     def _raw(self, k):
         try:
@@ -183,6 +187,7 @@ class Load:
         i = 0
         while not self.stop.is_set():
             i += 1
+            started = self.mark()
             try:
                 c.send(frame(sign_request(k * 1000000 + i, self.hdr, self.body)))
                 r = c.recv_response()
@@ -195,7 +200,8 @@ class Load:
             ok = r["status"] == "OK"
             signed = b"".join(s["header"].encode() + b"\r\n" for s in r["sigs"]) + self.msg
             self._add("raw", ok, [s["selector"] for s in r["sigs"]] if ok else [],
-                      signed if ok else None, "" if ok else f'{r["status"]}: {r["error"]}')
+                      signed if ok else None, "" if ok else f'{r["status"]}: {r["error"]}',
+                      started)
         c.close()
 
     def start(self):
@@ -214,10 +220,11 @@ class Load:
             return len(self.results)
 
     def since(self, mark, selectors):
-        """Successful answers after mark whose signatures all use keys in selectors."""
+        """Successful answers to requests sent after mark whose signatures all use keys
+        in selectors."""
         with self.lock:
-            return [r for r in self.results[mark:]
-                    if r["ok"] and r["selectors"] and set(r["selectors"]) <= selectors]
+            return [r for r in self.results[mark:] if r["started"] >= mark
+                    and r["ok"] and r["selectors"] and set(r["selectors"]) <= selectors]
 
 
 class FailoverCase(EnvTestCase):

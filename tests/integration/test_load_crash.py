@@ -157,6 +157,7 @@ class SlowAndVanishing(LoadCase):
         answer: others are served, and every such connection is closed (no leak)."""
         w = self.world(workers=2)
         w.start()
+        self.assert_served(w, n=2)  # warm: the workers' sessions are open
         base_fds = open_fds(w.daemon.pid)
         m = message(1)
         req = frame(sign_request(1, *split_message(m)))
@@ -178,7 +179,9 @@ class SlowAndVanishing(LoadCase):
         # Every vanished connection is closed by the daemon: the count and the
         # descriptors come back to where they were.
         wait_for(lambda: self.status()["connections"] == 1, "the vanished connections are closed")
-        wait_for(lambda: open_fds(w.daemon.pid) <= base_fds + 1, "the descriptors are freed")
+        # 200 vanished connections: a leak would keep up to 200 more (a few may be
+        # the token's or the sanitizer's own)
+        wait_for(lambda: open_fds(w.daemon.pid) <= base_fds + 4, "the descriptors are freed")
         st = self.status()
         self.assertGreaterEqual(st["requests"]["OK"], 8)
         rc, err = w.stop()
