@@ -379,14 +379,14 @@ dkd_pool_workers(const struct dkd_pool *p)
 	return p->nworkers;
 }
 
-void
+int
 dkd_pool_stop(struct dkd_pool *p)
 {
 	struct dkd_worker *w;
 	int i, stuck;
 
 	if (p == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = 1;
 	pthread_cond_broadcast(&p->cond);
@@ -409,10 +409,11 @@ dkd_pool_stop(struct dkd_pool *p)
 	for (i = 0, stuck = 0; i < p->nslots; i++)
 		stuck |= p->workers[i].stuck && !p->workers[i].done;
 	if (stuck)
-		return;
+		return 1;
 	free(p->workers);
 	pthread_cond_destroy(&p->cond);
 	pthread_cond_destroy(&p->wd_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+	return 0;
 }

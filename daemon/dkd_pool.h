@@ -30,8 +30,11 @@ size_t dkd_pool_depth(struct dkd_pool *p);
 int dkd_pool_workers(const struct dkd_pool *p);
 /* Workers signing now (a hint: read without the lock). */
 int dkd_pool_busy(struct dkd_pool *p);
-/* Finish every queued job (handed to the sink as usual), stop and join the threads, free the pool.
+/*
+ * Finish every queued job (handed to the sink as usual), stop and join the
+ * threads, free the pool.  1 when a worker is still stuck inside a hung token
+ * (left detached, the pool not freed): the token must not be finalized.
  */
-void dkd_pool_stop(struct dkd_pool *p);
+int dkd_pool_stop(struct dkd_pool *p);
 
 #endif /* DKD_POOL_H */

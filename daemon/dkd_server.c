@@ -338,6 +338,20 @@ server_term_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(lp->base);
 }
 
+/*
+ * A thread is still inside a token call at exit: finalizing the module under
+ * it would crash it (SoftHSM frees what the call uses), so the modules are
+ * left alone and dkimkeepd ends with _exit() (see struct dkd_tokens).
+ */
+static void
+server_abandon_tokens(struct dkd_tokens *tokens, const char *who)
+{
+	atomic_store(&tokens->abandoned, 1);
+	dk_log_warn("%s is still inside a token call at exit: the token modules are left as they "
+	            "are (not finalized)",
+	    who);
+}
+
 /* Wait (bounded) for helper threads; a check stuck in a hung token is left behind. */
 static void
 server_wait_background(struct dkd_loop *lp)
@@ -353,7 +367,7 @@ server_wait_background(struct dkd_loop *lp)
 			return;
 		usleep(10000);
 	}
-	dk_log_warn("a token check is still hanging at exit");
+	server_abandon_tokens(lp->tokens, "a rotation step, health check or reload");
 }
 
 static int
@@ -460,7 +474,9 @@ dkd_server_run(const struct dkd_server_params *p)
 	r = 0;
 out:
 	if (lp.pool != NULL) {
-		dkd_pool_stop(lp.pool); /* joins the workers: nothing more is finished after */
+		/* Joins the workers: nothing more is finished after. */
+		if (dkd_pool_stop(lp.pool))
+			server_abandon_tokens(p->tokens, "a worker stuck in a hung token");
 		lp.pool = NULL;
 	}
 	dkd_audit_stop(audit); /* writes the last records, hands their jobs to the outbox */

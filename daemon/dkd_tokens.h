@@ -31,6 +31,13 @@ struct dkd_token {
 struct dkd_tokens {
 	struct dkd_token *v;
 	size_t n;
+	/*
+	 * Set at exit when a helper thread (a rotation step, a health check, a
+	 * reload) is still inside a token call after the bounded wait: the
+	 * modules must then not be finalized under it, nor their libraries'
+	 * destructors run; the daemon ends with _exit() instead.
+	 */
+	atomic_int abandoned;
 };
 
 /*

@@ -153,7 +153,7 @@ main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct dkd_server_params sp = {.socket_path = NULL};
-	struct dkd_tokens tokens = {NULL, 0};
+	struct dkd_tokens tokens = {NULL, 0, 0};
 	struct dkd_keyset *ks = NULL;
 	struct dk_conf *conf = NULL;
 	const char *conf_path = dk_conf_default_path();
@@ -263,6 +263,11 @@ out:
 	free((char *)(uintptr_t)sp.socket_path);
 	if (fd >= 0)
 		close(fd);
+	if (atomic_load(&tokens.abandoned)) {
+		/* A thread is still inside a module: no C_Finalize, no library destructors. */
+		fflush(NULL);
+		_exit(code);
+	}
 	dkd_tokens_close(&tokens);
 	return code;
 }
