@@ -38,7 +38,7 @@
  * auditing costs (docs/audit.md "Cost").
  */
 #define BATCH_GOAL         16
-#define BATCH_WAIT_US      2000
+#define BATCH_WAIT_US      8000
 #define BATCH_TARGET       128
 #define ERROR_LOG_EVERY_US (10 * 1000000LL)
 
