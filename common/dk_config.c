@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/dk_config_int.h"
 #include "common/dk_err.h"
@@ -351,6 +352,23 @@ dk_conf_load_flags(const char *path, unsigned flags, struct dk_conf **out)
 	}
 	if (fstat(fileno(x.f), &st) != 0 || !S_ISREG(st.st_mode)) {
 		r = dk_err_set(DK_ERR_IO, "config file %s is not a regular file", path);
+		goto out;
+	}
+	/* It names the PKCS#11 module the daemon loads: its writer runs code there. */
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		r = dk_err_set(DK_ERR_CONFIG,
+		    "config file %s is writable by %s (mode %04o): whoever can write it chooses "
+		    "the "
+		    "PKCS#11 module dkimkeep loads; run \"chmod go-w %s\"",
+		    path, (st.st_mode & S_IWOTH) != 0 ? "others" : "its group",
+		    (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		r = dk_err_set(DK_ERR_CONFIG,
+		    "config file %s belongs to uid %u, neither root nor this process's user (%u): "
+		    "its owner chooses the PKCS#11 module dkimkeep loads; run \"chown root %s\"",
+		    path, (unsigned)st.st_uid, (unsigned)geteuid(), path);
 		goto out;
 	}
 	if (st.st_size > CONF_FILE_MAX) {

@@ -114,6 +114,27 @@ class ConfigFile(EnvTestCase):
         one_line(self, cp, EX_CONFIG, "nope.conf cannot be opened: No such file or directory",
                  "give the right file with -c or $DKIMKEEP_CONF")
 
+    def test_writable_by_others_or_owned_by_another_user(self):
+        """The file names the PKCS#11 module dkimkeepd loads: a file others may write,
+        or another user's, is refused before anything is loaded."""
+        for mode, who in ((0o666, "others"), (0o664, "its group")):
+            os.chmod(self.e.conf, mode)
+            for argv in (["--check"], ["-f"]):
+                cp = self.e.run([prog("dkimkeepd"), "-c", self.e.conf] + argv, timeout=60)
+                one_line(self, cp, EX_CONFIG, f"config file {self.e.conf} is writable by {who} "
+                         f"(mode 0{mode:o})", f'run "chmod go-w {self.e.conf}"')
+                self.assertFalse(os.path.exists(self.e.socket), "never listened")
+            cp = self.e.cli("key", "list", check=None)
+            one_line(self, cp, EX_CONFIG, "is writable by", "chmod go-w")
+        os.chmod(self.e.conf, 0o644)
+        os.chown(self.e.conf, 65534, 65534)
+        cp = self.e.run([prog("dkimkeepd"), "-c", self.e.conf, "--check"], timeout=60)
+        one_line(self, cp, EX_CONFIG, "belongs to uid 65534, neither root nor",
+                 f'run "chown root {self.e.conf}"')
+        os.chown(self.e.conf, 0, 0)
+        cp = self.e.run([prog("dkimkeepd"), "-c", self.e.conf, "--check"], timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+
     def test_bad_reload_keeps_serving(self):
         """SIGHUP with a broken file: refused, logged with the line, the running config
         stays and signs (test_daemon_sign Reload covers a good reload after it)."""

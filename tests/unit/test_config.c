@@ -716,6 +716,55 @@ test_err_client(void **state)
 	    "[client mta] rate: ", NULL);
 }
 
+/* ---- the config file itself ---- */
+
+/* Loading fails with DK_ERR_CONFIG and a detail holding needle (no line: the whole file). */
+static void
+expect_file_err(struct fx *fx, const char *needle)
+{
+	struct dk_conf *c = NULL;
+	int r;
+
+	r = dk_conf_load(fx->conf, &c);
+	assert_null(c);
+	if (r != DK_ERR_CONFIG)
+		fail_msg("want DK_ERR_CONFIG, got %d (%s)", r, dk_err_detail());
+	if (strstr(dk_err_detail(), needle) == NULL)
+		fail_msg("detail \"%s\" does not contain \"%s\"", dk_err_detail(), needle);
+}
+
+static void
+test_conf_file_owner_and_mode(void **state)
+{
+	struct fx *fx = *state;
+	char want[PATH_MAX + 256];
+
+	dk_conf_free(load_text(fx, BASE)); /* 0644, ours: fine */
+	assert_int_equal(chmod(fx->conf, 0666), 0);
+	snprintf(want, sizeof(want),
+	    "config file %s is writable by others (mode 0666): whoever can write it chooses the "
+	    "PKCS#11 module dkimkeep loads; run \"chmod go-w %s\"",
+	    fx->conf, fx->conf);
+	expect_file_err(fx, want);
+	assert_int_equal(chmod(fx->conf, 0664), 0);
+	expect_file_err(fx, "is writable by its group (mode 0664)");
+	assert_int_equal(chmod(fx->conf, 0640), 0);
+	if (geteuid() == 0) {
+		/* another user's file (root may hand it over; others cannot) */
+		assert_int_equal(chown(fx->conf, 65534, 65534), 0);
+		expect_file_err(
+		    fx, "belongs to uid 65534, neither root nor this process's user (0)");
+		assert_int_equal(chown(fx->conf, 0, 0), 0);
+	}
+	assert_int_equal(chmod(fx->conf, 0400), 0);
+	{
+		struct dk_conf *c = NULL;
+
+		assert_int_equal(dk_conf_load(fx->conf, &c), 0);
+		dk_conf_free(c);
+	}
+}
+
 /* ---- PIN files ---- */
 
 static void
@@ -1068,6 +1117,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_uid_forms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_domains, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_env, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_conf_file_owner_and_mode, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
