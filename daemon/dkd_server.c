@@ -21,6 +21,7 @@
 #include "common/dk_time.h"
 #include "daemon/dkd_audit.h"
 #include "daemon/dkd_keyset.h"
+#include "daemon/dkd_listen.h"
 #include "daemon/dkd_loop.h"
 #include "daemon/dkd_notify.h"
 #include "daemon/dkd_outbox.h"
@@ -454,6 +455,8 @@ dkd_server_run(const struct dkd_server_params *p)
 		goto out;
 	lp.listener = evconnlistener_new(lp.base, server_accept_cb, &lp,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, p->listen_fd);
+	if (lp.listener != NULL) /* EMFILE and the like: pause accepting, never a busy loop */
+		dkd_listen_guard(lp.listener, &lp.stopping);
 	ev_term = evsignal_new(lp.base, SIGTERM, server_term_cb, &lp);
 	ev_int = evsignal_new(lp.base, SIGINT, server_term_cb, &lp);
 	ev_hup = evsignal_new(lp.base, SIGHUP, server_hup_cb, &lp);

@@ -231,6 +231,33 @@ class DescriptorLimit(LoadCase):
         self.assertNotIn("Too many open files", err)
         self.assertNotIn("accept()", err)
 
+    def test_descriptors_run_out_under_the_limit(self):
+        """Descriptors used by something else (here 90 inherited ones) leave fewer than the
+        limit check at start counted on: accept() fails with EMFILE.  The listener pauses
+        (one log line, not libevent's warning per failed accept() in a busy loop), the
+        daemon stays up, and new clients are served once others close."""
+        w = self.world()
+        spare = [os.open("/dev/null", os.O_RDONLY) for _ in range(90)]
+        self.addCleanup(lambda: [os.close(fd) for fd in spare])
+        w.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)),
+                pass_fds=spare)
+        self.assertGreaterEqual(open_fds(w.daemon.pid), 90)
+        conns = [RawClient(self.e.socket, timeout=120) for _ in range(60)]
+        # the daemon accepts until its descriptors run out; the rest wait in the backlog
+        wait_for(lambda: open_fds(w.daemon.pid) >= 127, "the daemon's descriptors run out")
+        time.sleep(1)  # let the listener meet EMFILE a few times (pauses of 100 ms)
+        self.assertTrue(w.alive(), "daemon died")
+        for c in conns:
+            c.close()
+        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed")
+        self.assert_served(w, n=5)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("accept(): Too many open files", err)
+        self.assertIn("out of descriptors: accepting pauses", err)
+        self.assertNotIn("Error from accept() call", err)  # libevent's own busy-loop warning
+        self.assertLessEqual(err.count("accept(): "), 2, err[-3000:])
+
 
 class KillUnderLoad(LoadCase):
     def test_kill9_under_load_rings_and_audit_intact(self):
