@@ -27,6 +27,7 @@
 #include "common/dk_json.h"
 #include "dkim/dkim.h"
 #include "rotate/dns_query.h"
+#include "rotate/rot_record.h"
 
 #define DRILL_FAILED 1 /* exit code: a standby key cannot take over */
 #define MSG_MAX      8192
@@ -660,7 +661,7 @@ drill_run(const struct drill_args *a, const struct dk_conf *c, const struct dk_c
 	int r = 0;
 
 	for (i = 0; i < n && r == 0; i++) {
-		if ((r = cli_dns_name(&dks[i].ck->k.meta, &dks[i].name)) != 0 ||
+		if ((r = rot_rec_name(&dks[i].ck->k.meta, &dks[i].name)) != 0 ||
 		    (r = drill_sign(ds, &dks[i], now)) != 0 || dks[i].problem != P_NONE)
 			continue;
 		if ((r = drill_record(a, c, &dks[i])) != 0 || dks[i].problem != P_NONE)

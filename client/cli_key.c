@@ -23,6 +23,7 @@
 #include "common/dk_err.h"
 #include "common/dk_json.h"
 #include "common/dk_time.h"
+#include "rotate/rot_record.h"
 
 #define PEM_FILE_MAX (64 * 1024)
 #define OUT_MAX      (16 * 1024 * 1024)
@@ -431,7 +432,7 @@ new_selector(const struct key_args *a, struct key_new *kn, const struct cli_keys
 		return 0;
 	}
 	for (;;) {
-		r = cli_selector_expand(tmpl, alg_word(kn->meta.alg), now, suffix,
+		r = rot_selector_expand(tmpl, alg_word(kn->meta.alg), now, suffix,
 		    kn->meta.selector, sizeof(kn->meta.selector));
 		if (r != 0)
 			return r;

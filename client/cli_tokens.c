@@ -14,11 +14,11 @@
 #include "common/dk_err.h"
 #include "common/dk_json.h"
 #include "common/dk_time.h"
+#include "rotate/rot_record.h"
 
 #define DETAIL_MAX   1024
 #define DNS_TXT_MAX  4096 /* bytes of one TXT value; an RSA-4096 p= is about 740 */
 #define DNS_CHUNK    255  /* RFC 1035 §3.3: one character-string */
-#define TEMPLATE_MAX 256
 
 void
 cli_warn(const char *fmt, ...)
@@ -310,27 +310,9 @@ cli_keys_gather_all(struct cli_toks *ts, const char *domain, struct cli_keys *ks
 }
 
 int
-cli_dns_name(const struct hsm_key_meta *meta, struct dk_buf *out)
-{
-	return dk_buf_printf(out, "%s._domainkey.%s", meta->selector, meta->domain);
-}
-
-int
 cli_dns_value(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out)
 {
-	struct dk_buf pub;
-	int r;
-
-	dk_buf_init(&pub, DNS_TXT_MAX);
-	r = dk_buf_printf(out, "v=DKIM1; k=%s; p=", k->type == HSM_KEY_RSA ? "rsa" : "ed25519");
-	if (r != 0 || strcmp(k->meta.state, "revoked") == 0)
-		goto out;
-	if ((r = hsm_key_public(tok->s, k, &pub)) != 0)
-		goto out;
-	r = dk_b64_encode(out, pub.data, pub.len);
-out:
-	dk_buf_free(&pub);
-	return r;
+	return rot_rec_value(tok->s, k, strcmp(k->meta.state, "revoked") == 0, out);
 }
 
 int
@@ -358,119 +340,10 @@ cli_dns_line(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out)
 	int r;
 
 	dk_buf_init(&value, DNS_TXT_MAX);
-	if ((r = cli_dns_value(tok, k, &value)) == 0 && (r = cli_dns_name(&k->meta, out)) == 0 &&
+	if ((r = cli_dns_value(tok, k, &value)) == 0 && (r = rot_rec_name(&k->meta, out)) == 0 &&
 	    (r = dk_buf_puts(out, " IN TXT ")) == 0)
 		r = cli_dns_quoted(dk_buf_str(&value), out);
 	dk_buf_free(&value);
-	return r;
-}
-
-/* One strftime conversion; only literal formats, so the config cannot inject any. */
-static size_t
-date_conv(char c, const struct tm *tm, char *buf, size_t len)
-{
-	switch (c) {
-	case 'Y':
-		return strftime(buf, len, "%Y", tm);
-	case 'm':
-		return strftime(buf, len, "%m", tm);
-	case 'd':
-		return strftime(buf, len, "%d", tm);
-	case 'H':
-		return strftime(buf, len, "%H", tm);
-	case 'j':
-		return strftime(buf, len, "%j", tm);
-	case 'V':
-		return strftime(buf, len, "%V", tm);
-	case 'G':
-		return strftime(buf, len, "%G", tm);
-	case 'U':
-		return strftime(buf, len, "%U", tm);
-	case 'W':
-		return strftime(buf, len, "%W", tm);
-	case 'u':
-		return strftime(buf, len, "%u", tm);
-	case '%':
-		return strftime(buf, len, "%%", tm);
-	default:
-		return 0;
-	}
-}
-
-/*
- * Append the date of now (UTC) formatted by fmt: text and the strftime
- * conversions %Y %m %d %H %j %V %G %U %W %u %% (digits only, so a
- * selector stays a valid DNS label).
- */
-static int
-expand_date(const char *fmt, size_t fmtlen, time_t now, struct dk_buf *out)
-{
-	char buf[16];
-	struct tm tm;
-	size_t i, n;
-	int r = 0;
-
-	if (gmtime_r(&now, &tm) == NULL)
-		return DK_ERR_INVALID;
-	for (i = 0; i < fmtlen && r == 0; i++) {
-		if (fmt[i] != '%') {
-			r = dk_buf_putc(out, (uint8_t)tolower((unsigned char)fmt[i]));
-			continue;
-		}
-		if (++i >= fmtlen || (n = date_conv(fmt[i], &tm, buf, sizeof(buf))) == 0)
-			return DK_ERR_INVALID;
-		r = dk_buf_put(out, buf, n);
-	}
-	return r;
-}
-
-int
-cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, const char *suffix,
-    char *out, size_t outlen)
-{
-	const char *p = tmpl, *close;
-	size_t after_date = (size_t)-1;
-	struct dk_buf b;
-	int r = 0;
-
-	dk_buf_init(&b, TEMPLATE_MAX);
-	while (*p != '\0' && r == 0) {
-		if (*p != '{') {
-			r = dk_buf_putc(&b, (uint8_t)*p++);
-			continue;
-		}
-		if ((close = strchr(p, '}')) == NULL)
-			r = DK_ERR_INVALID;
-		else if (strncmp(p, "{alg}", 5) == 0)
-			r = dk_buf_puts(&b, alg_word);
-		else if (strncmp(p, "{date:", 6) == 0) {
-			r = expand_date(p + 6, (size_t)(close - p - 6), now, &b);
-			after_date = b.len;
-		} else
-			r = DK_ERR_INVALID;
-		if (close != NULL)
-			p = close + 1;
-	}
-	if (r == 0 && after_date == (size_t)-1)
-		after_date = b.len;
-	if (r == 0 && (r = dk_buf_reserve(&b, strlen(suffix))) == 0) {
-		memmove(
-		    b.data + after_date + strlen(suffix), b.data + after_date, b.len - after_date);
-		memcpy(b.data + after_date, suffix, strlen(suffix));
-		b.len += strlen(suffix);
-		b.data[b.len] = '\0';
-	}
-	if (r == 0 && (b.len == 0 || b.len >= outlen))
-		r = DK_ERR_TOO_LARGE;
-	if (r != 0)
-		r = dk_err_set(DK_ERR_CONFIG,
-		    "selector_template \"%s\" cannot be expanded (use text, {alg} and {date:FMT} "
-		    "with %%Y %%m %%d %%H %%j %%V %%G %%U %%W %%u; at most %zu characters in "
-		    "all)",
-		    tmpl, outlen - 1);
-	else
-		memcpy(out, b.data, b.len + 1);
-	dk_buf_free(&b);
 	return r;
 }
 
@@ -543,7 +416,7 @@ cli_dns_json(struct dk_json *j, const char *key, const struct cli_key *ck)
 
 	dk_buf_init(&name, 512);
 	dk_buf_init(&value, 4096);
-	if ((r = cli_dns_name(&ck->k.meta, &name)) == 0 &&
+	if ((r = rot_rec_name(&ck->k.meta, &name)) == 0 &&
 	    (r = cli_dns_value(ck->tok, &ck->k, &value)) == 0) {
 		dk_json_obj_open(j, key);
 		dk_json_str(j, "name", dk_buf_str(&name));

@@ -85,26 +85,16 @@ int cli_keys_gather(struct cli_toks *ts, const char *domain, struct cli_keys *ks
  */
 int cli_keys_gather_all(struct cli_toks *ts, const char *domain, struct cli_keys *ks);
 
-/* "SELECTOR._domainkey.DOMAIN" into out. */
-int cli_dns_name(const struct hsm_key_meta *meta, struct dk_buf *out);
 /*
- * The TXT value of key k: "v=DKIM1; k=rsa; p=<base64 SPKI>" (RFC 6376
- * §3.6.1) or "k=ed25519; p=<base64 of 32 bytes>" (RFC 8463 §4); a revoked
- * key has an empty p= (RFC 6376 §3.6.1).
+ * The TXT value of key k (rot_rec_value; the name is rot_rec_name): "v=DKIM1; k=rsa; p=<base64
+ * SPKI>" (RFC 6376 §3.6.1) or "k=ed25519; p=<base64 of 32 bytes>" (RFC 8463 §4); a revoked key has
+ * an empty p= (RFC 6376 §3.6.1).
  */
 int cli_dns_value(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out);
 /* value as one zone-file TXT rdata: quoted strings of at most 255 bytes. */
 int cli_dns_quoted(const char *value, struct dk_buf *out);
 /* The whole record line of key dns (without a newline). */
 int cli_dns_line(struct cli_tok *tok, const struct hsm_key *k, struct dk_buf *out);
-
-/*
- * Expand a selector template ("{date:FMT}" with strftime of now in UTC,
- * "{alg}" as rsa | ed25519).  suffix ("" or "b", "c", ...) goes right after
- * the last {date:...} expansion, or at the end when there is none.
- */
-int cli_selector_expand(const char *tmpl, const char *alg_word, time_t now, const char *suffix,
-    char *out, size_t outlen);
 
 /* Lower-case and check a domain name given on the command line. */
 int cli_domain_norm(const char *in, char *out, size_t outlen);
