@@ -536,6 +536,9 @@ step_domain(struct rot_ctx *c, const struct dk_conf_domain *ds)
 		for (a = 0; a < 2; a++) {
 			rot_ring_init(c, &rg, ds, rot_algs[a], slots[s]);
 			if (rg.tok == NULL || rg.tok->s == NULL) {
+				/* A token event: named with an algorithm the domain has. */
+				if (a == 0 && !rg.configured)
+					rot_ring_init(c, &rg, ds, rot_algs[1], slots[s]);
 				if (a == 0)
 					rot_report(c, ROT_WARN, "token-unavailable", &rg, NULL,
 					    NULL,
