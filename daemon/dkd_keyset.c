@@ -111,32 +111,54 @@ keyset_pick(const struct dkd_keyset *ks, const char *domain, enum dkim_alg alg,
 	return best;
 }
 
-/* Say what is missing from a ring, or that its token is down (its keys were not read). */
-static void
+/* Rings told about one by one at a load; the rest are counted in one line. */
+#define KEYSET_WARN_RINGS 10
+
+/*
+ * What is missing from a ring, or that its token is down (its keys were not
+ * read): the number of problems, each logged when say is set.
+ */
+static int
 keyset_warn_ring(const struct dkd_ring *ring, const struct dk_conf_domain *d,
-    const struct dkd_token *prim, const struct dkd_token *back)
+    const struct dkd_token *prim, const struct dkd_token *back, int say)
 {
 	const char *alg = dkim_alg_name(ring->alg);
+	int n = 0;
 
-	if (ring->active == NULL && prim != NULL && !atomic_load(&prim->up))
-		dk_log_warn("domain %s: the primary token \"%s\" is down, its %s key is not "
-		            "loaded; %s until it is back",
-		    d->name, d->primary, alg,
-		    ring->standby != NULL ? "the standby key signs" : "nothing can sign");
-	else if (ring->active == NULL)
-		dk_log_warn("domain %s has no active %s key on token \"%s\": run \"dkimkeep "
-		            "key generate --domain %s --alg %s --activate\"",
-		    d->name, alg, d->primary, d->name, alg);
-	if (ring->standby == NULL && back != NULL && !atomic_load(&back->up))
-		dk_log_warn("domain %s: the backup token \"%s\" is down, its standby %s key is "
-		            "not loaded",
-		    d->name, d->backup, alg);
-	else if (ring->standby == NULL)
-		dk_log_warn("domain %s has no standby %s key%s%s: a failing primary token stops "
-		            "its mail; run \"dkimkeep key generate --domain %s --alg %s --slot "
-		            "backup\"",
-		    d->name, alg, d->backup ? " on token " : "", d->backup ? d->backup : "",
-		    d->name, alg);
+	if (ring->active == NULL && prim != NULL && !atomic_load(&prim->up)) {
+		n++;
+		if (say)
+			dk_log_warn(
+			    "domain %s: the primary token \"%s\" is down, its %s key is not "
+			    "loaded; %s until it is back",
+			    d->name, d->primary, alg,
+			    ring->standby != NULL ? "the standby key signs" : "nothing can sign");
+	} else if (ring->active == NULL) {
+		n++;
+		if (say)
+			dk_log_warn(
+			    "domain %s has no active %s key on token \"%s\": run \"dkimkeep "
+			    "key generate --domain %s --alg %s --activate\"",
+			    d->name, alg, d->primary, d->name, alg);
+	}
+	if (ring->standby == NULL && back != NULL && !atomic_load(&back->up)) {
+		n++;
+		if (say)
+			dk_log_warn(
+			    "domain %s: the backup token \"%s\" is down, its standby %s key "
+			    "is not loaded",
+			    d->name, d->backup, alg);
+	} else if (ring->standby == NULL) {
+		n++;
+		if (say)
+			dk_log_warn(
+			    "domain %s has no standby %s key%s%s: a failing primary token "
+			    "stops its mail; run \"dkimkeep key generate --domain %s --alg %s "
+			    "--slot backup\"",
+			    d->name, alg, d->backup ? " on token " : "", d->backup ? d->backup : "",
+			    d->name, alg);
+	}
+	return n;
 }
 
 static int
@@ -145,7 +167,7 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 	const struct dk_conf_domain *d;
 	struct dkd_ring *ring;
 	struct dkd_token *prim, *back;
-	size_t i;
+	size_t i, told = 0, untold = 0;
 	int a;
 
 	if ((ks->rings = calloc(ks->conf->ndomains * 2 + 1, sizeof(*ks->rings))) == NULL ||
@@ -168,9 +190,16 @@ keyset_build_rings(struct dkd_keyset *ks, struct dkd_tokens *tokens)
 			ring->standby = back != NULL ? keyset_pick(ks, d->name, ring->alg, back,
 			                                   "backup", "standby")
 			                             : NULL;
-			keyset_warn_ring(ring, d, prim, back);
+			/* 1,000 domains without standby keys: not 1,000 lines per load. */
+			if (keyset_warn_ring(ring, d, prim, back, told < KEYSET_WARN_RINGS) > 0 &&
+			    told++ >= KEYSET_WARN_RINGS)
+				untold++;
 		}
 	}
+	if (untold > 0)
+		dk_log_warn("%zu more key rings have missing or unloaded keys (only the first %d "
+		            "are told above): see \"dkimkeep status\" and \"dkimkeep key list\"",
+		    untold, KEYSET_WARN_RINGS);
 	return 0;
 }
 

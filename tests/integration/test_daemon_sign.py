@@ -187,6 +187,22 @@ class Status(EnvTestCase):
         text = self.e.run([prog("dkimkeep"), "status", "--socket", self.e.socket], check=0)
         self.assertIn(b"example.com", text.stdout)
 
+    def test_many_rings_without_standby_told_in_few_lines(self):
+        """A load with many rings lacking keys names the first 10 and counts the rest in
+        one line (1,000 domains gave 1,000 warnings per start and reload)."""
+        domains = tuple(f"d{k:02d}.example" for k in range(14))
+        w = World(self.e, domains=domains, algs=("ed25519-sha256",), backup=False, client=False,
+                  extra=f"[client tests]\nuid = {os.getuid()}\ndomains = *\n")
+        w.start()
+        w.verify(w.sign(b"From: a@d13.example\r\nTo: b@example.net\r\nSubject: s\r\n\r\nx\r\n")
+                 .stdout)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+        told = [l for l in err.splitlines() if "has no standby ed25519-sha256 key" in l]
+        self.assertEqual(len(told), 10, err)
+        self.assertIn("4 more key rings have missing or unloaded keys (only the first 10 are "
+                      "told above)", err)
+
 
 class Abuse(EnvTestCase):
     """Bad peers never crash the daemon, and everyone else keeps being served."""
