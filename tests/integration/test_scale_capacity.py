@@ -180,6 +180,20 @@ class Capacity(unittest.TestCase):
             self.assertLess(time.monotonic(), end, f"the token never came up: {st}")
             time.sleep(0.2)
             st = self.wait_ready(d)
+        # After a recovery the rings are read again on a helper thread: until then the
+        # daemon answers NO_KEY.  One request that signs shows they are back (counted).
+        while d["recovered"]:
+            c = RawClient(d["sock"], timeout=timeout)
+            try:
+                c.send(frame(sign_request(1, header_section(0, 0), BODY, domain=domain(0))))
+                r = c.recv_response()
+            finally:
+                c.close()
+            if r is not None and r["status"] == "OK":
+                d["sent"] += 1
+                break
+            self.assertLess(time.monotonic(), end, f"no key after the recovery: {r}")
+            time.sleep(0.2)
 
     def stop(self, d):
         """SIGTERM; the counts are complete once the process has exited."""
@@ -251,10 +265,13 @@ class Capacity(unittest.TestCase):
         self.assertLessEqual(searches(idle), LOAD_SEARCHES, idle)
         self.assertEqual(idle.get("C_Sign", 0), DOMAINS, idle)
         names = [f"sig-d{n}" for n in range(DAEMONS)]
+        # One after another: SoftHSM processes opening one token while others write to it
+        # sometimes fail its integrity check and do not find it ("Token integrity check
+        # failed", softhsm/SoftHSMv2#757; seen here as "no initialized token" with four
+        # daemons starting at once).  A daemon then starts with the token down and its
+        # health check brings it up, which this test's exact counts must not include.
         for n in names:
-            self.start(n, "1h")
-        for n in names:
-            self.ready(self.daemons[n])
+            self.ready(self.start(n, "1h"))
         per = max(DOMAINS // 2, 50)
         used = set()
         for k, n in enumerate(names):
@@ -283,10 +300,10 @@ class Capacity(unittest.TestCase):
         step it can have run, whether it signed or sat idle; the C_Sign count is that of
         the requests plus the key checks of its (re)loads."""
         names = [f"step-d{n}" for n in range(DAEMONS)]
+        # One after another, as above; the leases the running daemons write may still
+        # hide the token at a start: up() waits for the recovery.
         for n in names:
-            self.start(n, "1s")
-        for n in names:
-            self.up(self.daemons[n])
+            self.up(self.start(n, "1s"))
         # d0 stays idle; the others sign until each has run several steps.
         end = time.monotonic() + 6
         rounds = 0
