@@ -16,9 +16,9 @@
 #include "common/dk_time.h"
 #include "rotate/rot_record.h"
 
-#define DETAIL_MAX   1024
-#define DNS_TXT_MAX  4096 /* bytes of one TXT value; an RSA-4096 p= is about 740 */
-#define DNS_CHUNK    255  /* RFC 1035 §3.3: one character-string */
+#define DETAIL_MAX  1024
+#define DNS_TXT_MAX 4096 /* bytes of one TXT value; an RSA-4096 p= is about 740 */
+#define DNS_CHUNK   255  /* RFC 1035 §3.3: one character-string */
 
 void
 cli_warn(const char *fmt, ...)
