@@ -332,7 +332,8 @@ sign_socket(const char *conf_path, char **sock)
 	struct dk_conf *conf = NULL;
 	int r;
 
-	if ((r = dk_conf_load(conf_path, &conf)) != 0)
+	/* An MTA's user needs the socket, not the PIN files (it may not reach them). */
+	if ((r = dk_conf_load_flags(conf_path, DK_CONF_NO_SECRET_CHECK, &conf)) != 0)
 		return cli_fail(DK_ERR_CONFIG, "%s; or give the daemon's socket with --socket",
 		    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 	*sock = strdup(conf->daemon.socket);

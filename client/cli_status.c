@@ -159,7 +159,8 @@ cli_status_main(int argc, char **argv, const struct cli_ctx *ctx)
 		}
 	}
 	if (sock == NULL) {
-		if ((r = dk_conf_load(conf_path, &conf)) != 0)
+		/* Only the socket is needed: the PIN files are not examined. */
+		if ((r = dk_conf_load_flags(conf_path, DK_CONF_NO_SECRET_CHECK, &conf)) != 0)
 			return cli_fail(DK_ERR_CONFIG, "%s; or give the socket with --socket",
 			    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 		sock = conf->daemon.socket;

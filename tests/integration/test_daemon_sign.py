@@ -158,6 +158,34 @@ class Authorization(EnvTestCase):
         # the same message from an authorized uid signs
         w.verify(w.sign(open(CORPUS[0], "rb").read()).stdout, min_sigs=2)
 
+    def test_mta_user_signs_without_reaching_the_pin_files(self):
+        """An MTA's own user runs "dkimkeep -c CONF sign" (and status) with the daemon's
+        config: it needs the socket, not the PIN files, which sit where it cannot look."""
+        w = World(self.e, socket_mode="0666", client=False,
+                  extra="[client mta]\nuid = nobody\ndomains = *\n")
+        pins = self.e.path("pins")
+        os.mkdir(pins, 0o700)
+        with open(self.e.conf) as f:
+            text = f.read()
+        for name in ("primary.pin", "backup.pin"):
+            os.rename(self.e.path(name), os.path.join(pins, name))
+            text = text.replace(self.e.path(name), os.path.join(pins, name))
+        self.e.write_config(text)
+        os.chmod(self.e.dir, 0o711)
+        w.start()
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                  prog("dkimkeep"), "-c", self.e.conf]
+        cp = self.e.run(nobody + ["sign"], input=open(CORPUS[0], "rb").read())
+        self.assertEqual(cp.returncode, EX_OK, cp.stderr)
+        w.verify(cp.stdout, min_sigs=2)
+        cp = self.e.run(nobody + ["status"])
+        self.assertEqual(cp.returncode, EX_OK, cp.stderr)
+        self.assertIn(b"example.com", cp.stdout)
+        # commands that open the token still examine the PIN files
+        cp = self.e.run(nobody + ["key", "list"])
+        self.assertEqual(cp.returncode, EX_CONFIG, cp.stderr)
+        self.assertIn(b"primary.pin", cp.stderr)
+
     def test_client_limited_to_its_domains(self):
         w = World(self.e, domains=("example.com", "example.org"), client=False,
                   extra=f"[client narrow]\nuid = {os.getuid()}\ndomains = example.org\n")
