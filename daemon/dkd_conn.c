@@ -65,7 +65,8 @@ struct dkd_rate {
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 
-static void
+/* Not inlined: GCC -O3 cannot follow the count and warns of a use after free. */
+static __attribute__((noinline)) void
 conn_unref(struct dkd_conn *c)
 {
 	if (--c->refs == 0)

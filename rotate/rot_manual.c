@@ -31,6 +31,7 @@ domain_find(const struct rot_ctx *c, const char *domain, const struct dk_conf_do
 {
 	size_t i;
 
+	*out = NULL;
 	for (i = 0; i < c->conf->ndomains; i++) {
 		if (strcasecmp(c->conf->domains[i].name, domain) == 0) {
 			*out = &c->conf->domains[i];
