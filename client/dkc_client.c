@@ -20,7 +20,7 @@ struct dkc_conn {
 	int timeout_ms;
 	uint64_t next_id;
 	struct dk_buf in;  /* bytes read and not yet a whole frame */
-	struct dk_buf out; /* the frame being sent (kept: no allocation per request) */
+	struct dk_buf out; /* frames queued and not sent yet (kept: no allocation per request) */
 	int drained;       /* the last recv() left nothing in the socket */
 };
 
@@ -56,7 +56,7 @@ dkc_connect(const char *socket_path, int timeout_ms, struct dkc_conn **out)
 	c->next_id = 1;
 	c->drained = 1;
 	dk_buf_init(&c->in, DK_FRAME_MAX + DK_FRAME_HEADER_LEN + 65536);
-	dk_buf_init(&c->out, DK_FRAME_MAX + DK_FRAME_HEADER_LEN);
+	dk_buf_init(&c->out, DKC_QUEUE_MAX);
 	fd = -1;
 	*out = c;
 	r = 0;
@@ -117,10 +117,12 @@ conn_write_all(struct dkc_conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Frame req behind the frames already queued; dkc_flush() sends them. */
 static int
-conn_send_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
+conn_queue_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
 {
 	size_t n = dkimkeep__v1__request__get_packed_size(req);
+	uint8_t *p;
 	int r;
 
 	if (n > DK_FRAME_MAX)
@@ -128,16 +130,47 @@ conn_send_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
 		    "the request is %zu bytes, over the 1 MiB frame limit; send the body hash, "
 		    "not the body",
 		    n);
-	dk_buf_reset(&c->out);
 	if ((r = dk_buf_reserve(&c->out, n + DK_FRAME_HEADER_LEN)) != 0)
-		return r;
-	dk_frame_put_len(c->out.data, (uint32_t)n);
-	dkimkeep__v1__request__pack(req, c->out.data + DK_FRAME_HEADER_LEN);
-	r = conn_write_all(c, c->out.data, n + DK_FRAME_HEADER_LEN);
+		return r == DK_ERR_TOO_LARGE
+		           ? dk_err_set(r, "%zu bytes of requests are queued; call dkc_flush()",
+		                 c->out.len)
+		           : r;
+	p = c->out.data + c->out.len;
+	dk_frame_put_len(p, (uint32_t)n);
+	dkimkeep__v1__request__pack(req, p + DK_FRAME_HEADER_LEN);
+	c->out.len += n + DK_FRAME_HEADER_LEN;
+	return 0;
+}
+
+int
+dkc_flush(struct dkc_conn *c)
+{
+	int r = 0;
+
+	if (c->out.len > 0)
+		r = conn_write_all(c, c->out.data, c->out.len);
+	dk_buf_reset(&c->out);
 	/* A request with a whole body does not pin its size for the connection's life. */
 	if (c->out.cap > 65536)
 		dk_buf_free(&c->out);
 	return r;
+}
+
+static int
+conn_send_request(struct dkc_conn *c, Dkimkeep__V1__Request *req)
+{
+	int r;
+
+	if ((r = conn_queue_request(c, req)) != 0)
+		return r;
+	return dkc_flush(c);
+}
+
+int
+dkc_result_ready(const struct dkc_conn *c)
+{
+	return c->in.len >= DK_FRAME_HEADER_LEN &&
+	       c->in.len - DK_FRAME_HEADER_LEN >= dk_frame_get_len(c->in.data);
 }
 
 /* Read until one whole frame is buffered; unpack it. */
@@ -185,8 +218,9 @@ conn_recv_response(struct dkc_conn *c, Dkimkeep__V1__Response **out)
 	return 0;
 }
 
-int
-dkc_sign_send(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id)
+/* Build the sign request for req (pointing into req) and queue it; flush: send now. */
+static int
+conn_sign_request(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id, int flush)
 {
 	Dkimkeep__V1__Request rq;
 	Dkimkeep__V1__SignRequest sr;
@@ -231,7 +265,19 @@ dkc_sign_send(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id)
 	}
 	if (id != NULL)
 		*id = rq.id;
-	return conn_send_request(c, &rq);
+	return flush ? conn_send_request(c, &rq) : conn_queue_request(c, &rq);
+}
+
+int
+dkc_sign_send(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id)
+{
+	return conn_sign_request(c, req, id, 1);
+}
+
+int
+dkc_sign_queue(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id)
+{
+	return conn_sign_request(c, req, id, 0);
 }
 
 static char *
@@ -288,6 +334,9 @@ dkc_result_recv(struct dkc_conn *c, struct dkc_result *res)
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	/* Queued requests go first: their answers may be the ones awaited. */
+	if (c->out.len > 0 && (r = dkc_flush(c)) != 0)
+		return r;
 	if ((r = conn_recv_response(c, &resp)) != 0)
 		return r;
 	r = result_fill(resp, res);

@@ -82,10 +82,25 @@ struct dkc_result {
 	size_t nsigs;
 };
 
-/* Send a sign request without waiting; *id is the id its answer will carry. */
+/*
+ * Send a sign request (and any queued before it) without waiting for the
+ * answer; *id is the id its answer will carry.
+ */
 int dkc_sign_send(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id);
+/*
+ * Queue a sign request without sending it; dkc_flush() (or the next
+ * dkc_sign_send) sends every queued request in one write.  A pipelining
+ * caller with several requests to send queues them and flushes once: one
+ * system call, and the daemon reads them together.  At most DKC_QUEUE_MAX
+ * bytes wait (DK_ERR_TOO_LARGE beyond: flush first).
+ */
+#define DKC_QUEUE_MAX (2 * 1024 * 1024)
+int dkc_sign_queue(struct dkc_conn *c, const struct dkc_sign_req *req, uint64_t *id);
+int dkc_flush(struct dkc_conn *c);
 /* Read the next answer (of any request sent).  Free it with dkc_result_free(). */
 int dkc_result_recv(struct dkc_conn *c, struct dkc_result *res);
+/* 1 when a whole answer is already read in: dkc_result_recv returns it without waiting. */
+int dkc_result_ready(const struct dkc_conn *c);
 void dkc_result_free(struct dkc_result *res);
 /* Send one request and wait for its answer. */
 int dkc_sign(struct dkc_conn *c, const struct dkc_sign_req *req, struct dkc_result *res);

@@ -185,8 +185,13 @@ void
 dkd_audit_job(struct dkd_job *job, void *arg)
 {
 	struct dkd_audit *a = arg;
+	struct dkd_job *last = job;
+	size_t n = 1, before;
 
-	job->next = NULL;
+	while (last->next != NULL) {
+		last = last->next;
+		n++;
+	}
 	pthread_mutex_lock(&a->lock);
 	if (a->jobs_tail != NULL) {
 		a->jobs_tail->next = job;
@@ -194,9 +199,12 @@ dkd_audit_job(struct dkd_job *job, void *arg)
 		a->jobs = job;
 		a->jobs_since_us = dka_now_us();
 	}
-	a->jobs_tail = job;
-	/* Wake the writer for the first job of a batch and for a full one, not for each. */
-	if (++a->njobs == 1 || a->njobs == BATCH_GOAL || a->njobs == BATCH_TARGET)
+	a->jobs_tail = last;
+	before = a->njobs;
+	a->njobs += n;
+	/* Wake the writer for the first jobs of a batch and for a full one, not for each. */
+	if (before == 0 || (before < BATCH_GOAL && a->njobs >= BATCH_GOAL) ||
+	    (before < BATCH_TARGET && a->njobs >= BATCH_TARGET))
 		pthread_cond_signal(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 }

@@ -59,8 +59,8 @@ int dkd_audit_start_conf(const struct dk_conf *conf, const char *conf_path,
     struct dkd_tokens *tokens, struct dkd_outbox *outbox, struct dkd_audit **out);
 
 /*
- * The pool's sink (dkd_pool_start's finish): takes the finished job over;
- * thread-safe.  arg is the struct dkd_audit.
+ * The pool's sink (dkd_pool_start's finish): takes the finished jobs (a
+ * list linked by next) over; thread-safe.  arg is the struct dkd_audit.
  */
 void dkd_audit_job(struct dkd_job *job, void *arg);
 

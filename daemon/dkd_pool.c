@@ -33,6 +33,17 @@
  * not empty or another worker is busy, and nobody spins.
  */
 #define POOL_SPIN_US 250
+/*
+ * A worker taking a job also takes the jobs of the same connection queued
+ * behind it, up to POOL_BATCH_MAX, signs them one after another and hands
+ * them on together: their answers leave in one write and wake the caller
+ * once, and a pipelining caller's next requests come back together.  Only
+ * what is already queued is taken, so one request at a time is never held
+ * back; a job of another connection waits at most POOL_BATCH_MAX - 1 more
+ * signatures.  POOL_BATCH_SCAN bounds the look down the queue (lock held).
+ */
+#define POOL_BATCH_MAX  8
+#define POOL_BATCH_SCAN 64
 
 struct dkd_worker {
 	struct dkd_pool *pool;
@@ -41,6 +52,7 @@ struct dkd_worker {
 	int done;                /* thread has returned (joinable without blocking) */
 	int stuck;               /* declared stuck by the watchdog */
 	struct dkd_job *current; /* the job being signed (pool lock) */
+	struct dkd_job *batch;   /* the rest of its batch, not started yet (pool lock) */
 	struct dkd_sessions sessions;
 };
 
@@ -103,6 +115,30 @@ out:
 	pthread_mutex_lock(&p->lock);
 }
 
+/* Move the queued jobs of job's connection behind it into w->batch (pool lock held). */
+static void
+pool_take_batch(struct dkd_pool *p, struct dkd_worker *w, const struct dkd_job *job)
+{
+	struct dkd_job **pp = &p->head, *j, *prev = NULL, **bt = &w->batch;
+	int taken = 1, seen = 0;
+
+	while ((j = *pp) != NULL && taken < POOL_BATCH_MAX && seen++ < POOL_BATCH_SCAN) {
+		if (j->conn != job->conn || j->conn == NULL) {
+			prev = j;
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		if (p->tail == j)
+			p->tail = prev;
+		p->depth--;
+		j->next = NULL;
+		*bt = j;
+		bt = &j->next;
+		taken++;
+	}
+}
+
 /* Next job, or NULL when stopping with an empty queue or when w is surplus. */
 static struct dkd_job *
 pool_next(struct dkd_pool *p, struct dkd_worker *w)
@@ -112,6 +148,14 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 	int spun = 0;
 
 	pthread_mutex_lock(&p->lock);
+	if ((job = w->batch) != NULL) {
+		/* The rest of the batch: the worker still counts as busy. */
+		w->batch = job->next;
+		job->next = NULL;
+		w->current = job;
+		pthread_mutex_unlock(&p->lock);
+		return job;
+	}
 	for (;;) {
 		if (p->live > p->nworkers && !p->stopping) {
 			p->live--; /* a spare retires once the pool is back to strength */
@@ -125,6 +169,7 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 			p->depth--;
 			job->next = NULL;
 			w->current = job;
+			pool_take_batch(p, w, job);
 			break;
 		}
 		if (p->stopping)
@@ -148,16 +193,21 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 	return job;
 }
 
-/* Done with job: 1 when it is still ours to hand on, 0 when it was abandoned. */
+/*
+ * Done with job: *ours is 1 when it is still ours to hand on, 0 when it was
+ * abandoned.  Returns 1 while the batch has more jobs.
+ */
 static int
-pool_done(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job)
+pool_done(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job, int *ours)
 {
-	int ours;
+	int more;
 
 	pthread_mutex_lock(&p->lock);
-	ours = !job->abandoned;
+	*ours = !job->abandoned;
 	w->current = NULL;
-	p->busy--;
+	more = w->batch != NULL;
+	if (!more)
+		p->busy--;
 	if (w->stuck) {
 		/* Back from the token at last: count again as a worker (pool_next may retire it).
 		 */
@@ -165,7 +215,7 @@ pool_done(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job)
 		p->live++;
 	}
 	pthread_mutex_unlock(&p->lock);
-	return ours;
+	return more;
 }
 
 static void *
@@ -173,15 +223,31 @@ worker_main(void *arg)
 {
 	struct dkd_worker *w = arg;
 	struct dkd_pool *p = w->pool;
-	struct dkd_job *job;
+	struct dkd_job *job, *done = NULL, **dt = &done;
+	int ours;
 
 	/* The queue is drained before the threads stop (SIGTERM answers what is queued). */
 	while ((job = pool_next(p, w)) != NULL) {
 		dkd_sign_run(&w->sessions, job);
-		if (pool_done(p, w, job))
-			p->finish(job, p->finish_arg);
-		else
-			dkd_job_free(job); /* its copy was signed elsewhere */
+		if (pool_done(p, w, job, &ours)) {
+			if (ours) {
+				*dt = job;
+				dt = &job->next;
+			} else {
+				dkd_job_free(job); /* its copy was signed elsewhere */
+			}
+			continue;
+		}
+		/* The batch is done: its jobs go on together. */
+		if (ours) {
+			*dt = job;
+		} else {
+			dkd_job_free(job);
+		}
+		if (done != NULL)
+			p->finish(done, p->finish_arg);
+		done = NULL;
+		dt = &done;
 	}
 	dkd_sessions_close(&w->sessions);
 	pthread_mutex_lock(&p->lock);
@@ -226,6 +292,27 @@ pool_push_front(struct dkd_pool *p, struct dkd_job *job)
 	pthread_cond_signal(&p->cond);
 }
 
+/* The jobs of w's batch not started yet go back to the front of the queue (pool lock held). */
+static void
+pool_return_batch(struct dkd_pool *p, struct dkd_worker *w)
+{
+	struct dkd_job *last;
+	size_t n = 1;
+
+	if (w->batch == NULL)
+		return;
+	for (last = w->batch; last->next != NULL; last = last->next)
+		n++;
+	last->next = p->head;
+	p->head = w->batch;
+	if (p->tail == NULL)
+		p->tail = last;
+	p->depth += n;
+	w->batch = NULL;
+	atomic_fetch_add_explicit(&p->submitted, (unsigned)n, memory_order_relaxed);
+	pthread_cond_broadcast(&p->cond);
+}
+
 /* One worker stuck in its token for too long: take its job away (pool lock held). */
 static void
 pool_rescue(struct dkd_pool *p, struct dkd_worker *w, struct dkd_token *tok, uint64_t waited)
@@ -238,6 +325,7 @@ pool_rescue(struct dkd_pool *p, struct dkd_worker *w, struct dkd_token *tok, uin
 	dkd_token_down(tok, DK_ERR_TIMEOUT, why);
 	w->stuck = 1;
 	p->live--;
+	pool_return_batch(p, w);
 	if (dkd_job_clone(w->current, &copy) == 0) {
 		w->current->abandoned = 1;
 		pool_push_front(p, copy);

@@ -16,8 +16,10 @@ struct dkd_pool;
 
 /*
  * Start nworkers threads over tokens with a queue of at most queue_max
- * jobs.  finish(job, arg) is called from the worker with each finished
- * job (next == NULL); it takes the job over and must be thread-safe.  A
+ * jobs.  finish(jobs, arg) is called from the worker with finished jobs, a
+ * list linked by next (a worker takes the queued jobs of one connection
+ * together and hands them on together); it takes them over and must be
+ * thread-safe.  A
  * token call longer than sign_timeout_ms marks the token down and the job
  * is signed again (with the standby key) by another worker.
  */

@@ -72,7 +72,7 @@ server_wake(void *arg)
 		;
 }
 
-/* The pool's sink: finished jobs go to the loop's outbox. */
+/* The pool's sink: finished jobs (a list) go to the loop's outbox. */
 static void
 server_finish(struct dkd_job *job, void *arg)
 {
