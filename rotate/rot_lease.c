@@ -247,6 +247,53 @@ lease_create_settled(struct rot_lease *l, struct hsm_session *s, uint64_t t0, un
 }
 
 /*
+ * Who wins in the deciding listing (see the top).  A daemon yields to any
+ * operator's object and to a daemon with a smaller id; an operator yields
+ * only to an operator with a smaller id (daemons hand over to it later).
+ */
+static int
+daemon_wins(const struct rot_lease *l, const struct lease_seen *seen)
+{
+	return seen->mine > 0 && seen->ops == 0 && seen->min_id == l->id;
+}
+
+static int
+op_wins(const struct rot_lease *l, const struct lease_seen *seen)
+{
+	return seen->mine > 0 && seen->min_op == l->id;
+}
+
+/*
+ * Contend for the lease after a listing at t0 that showed no one to wait
+ * for: create our object, let it settle, list again into *seen and decide
+ * by wins().  0 and *obj when we won (our object stays); 0 and *obj = 0
+ * when we backed off or lost (our object removed); on an error our object
+ * is removed too.
+ */
+static int
+lease_contend(struct rot_lease *l, struct hsm_session *s, uint64_t t0,
+    int (*wins)(const struct rot_lease *, const struct lease_seen *), struct lease_seen *seen,
+    unsigned long *obj)
+{
+	struct hsm_lease *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = lease_create_settled(l, s, t0, obj)) != 0 || *obj == 0)
+		goto out;
+	if ((r = lease_scan(l, s, &v, &n, seen)) != 0) {
+		(void)hsm_lease_destroy(s, *obj);
+		*obj = 0;
+	} else if (!wins(l, seen)) {
+		r = hsm_lease_destroy(s, *obj);
+		*obj = 0;
+	}
+out:
+	free(v);
+	return r;
+}
+
+/*
  * A daemon: hand the lease to an operator who asks, renew it, or take it
  * by look, create, settle, decide.
  */
@@ -287,20 +334,11 @@ take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
 		*held = 1;
 		goto out;
 	}
-	if ((r = lease_create_settled(l, s, t0, &obj)) != 0 || obj == 0)
-		goto out;
-	free(v);
-	v = NULL;
-	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0) {
-		(void)hsm_lease_destroy(s, obj);
-		goto out;
-	}
-	if (seen.mine > 0 && seen.ops == 0 && seen.min_id == l->id) {
+	/* A daemon yields to any operator and to a daemon with a smaller id. */
+	if ((r = lease_contend(l, s, t0, daemon_wins, &seen, &obj)) == 0 && obj != 0) {
 		*held = 1;
 		l->taken = 1;
-		goto out;
 	}
-	r = hsm_lease_destroy(s, obj);
 out:
 	free(v);
 	return r;
@@ -326,18 +364,9 @@ take_op(struct rot_lease *l, struct hsm_session *s, int *held)
 	if (seen.mine == 0) {
 		if (seen.ops > 0)
 			goto out; /* another operator's turn: wait for it */
-		if ((r = lease_create_settled(l, s, t0, &obj)) != 0 || obj == 0)
+		/* An operator yields only to an operator with a smaller id. */
+		if ((r = lease_contend(l, s, t0, op_wins, &seen, &obj)) != 0 || obj == 0)
 			goto out;
-		free(v);
-		v = NULL;
-		if ((r = lease_scan(l, s, &v, &n, &seen)) != 0) {
-			(void)hsm_lease_destroy(s, obj);
-			goto out;
-		}
-		if (seen.mine == 0 || seen.min_op != l->id) {
-			r = hsm_lease_destroy(s, obj); /* lost to another operator */
-			goto out;
-		}
 	} else if (seen.min_op != l->id) {
 		lease_drop_mine(l, s, v, n, 0); /* cannot happen (see the top); be safe */
 		goto out;
