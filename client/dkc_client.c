@@ -22,12 +22,14 @@ struct dkc_conn {
 	struct dk_buf in;  /* bytes read and not yet a whole frame */
 	struct dk_buf out; /* frames queued and not sent yet (kept: no allocation per request) */
 	int drained;       /* the last recv() left nothing in the socket */
+	int rcvtimeo;      /* SO_RCVTIMEO is timeout_ms: a blocking recv() waits, no poll() */
 };
 
 int
 dkc_connect(const char *socket_path, int timeout_ms, struct dkc_conn **out)
 {
 	struct sockaddr_un sun;
+	struct timeval tv;
 	struct dkc_conn *c = NULL;
 	int fd = -1, r;
 
@@ -55,6 +57,9 @@ dkc_connect(const char *socket_path, int timeout_ms, struct dkc_conn **out)
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	c->next_id = 1;
 	c->drained = 1;
+	tv.tv_sec = c->timeout_ms / 1000;
+	tv.tv_usec = (suseconds_t)(c->timeout_ms % 1000) * 1000;
+	c->rcvtimeo = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0;
 	dk_buf_init(&c->in, DK_FRAME_MAX + DK_FRAME_HEADER_LEN + 65536);
 	dk_buf_init(&c->out, DKC_QUEUE_MAX);
 	fd = -1;
@@ -78,6 +83,14 @@ dkc_close(struct dkc_conn *c)
 }
 
 static int
+conn_timeout(const struct dkc_conn *c)
+{
+	return dk_err_set(DK_ERR_TIMEOUT,
+	    "dkimkeepd did not answer within %d ms; it may be overloaded or its token hung",
+	    c->timeout_ms);
+}
+
+static int
 conn_wait(struct dkc_conn *c, short events)
 {
 	struct pollfd p = {c->fd, events, 0};
@@ -87,9 +100,7 @@ conn_wait(struct dkc_conn *c, short events)
 		n = poll(&p, 1, c->timeout_ms);
 	} while (n < 0 && errno == EINTR);
 	if (n == 0)
-		return dk_err_set(DK_ERR_TIMEOUT,
-		    "dkimkeepd did not answer within %d ms; it may be overloaded or its token hung",
-		    c->timeout_ms);
+		return conn_timeout(c);
 	return n < 0 ? DK_ERR_IO : 0;
 }
 
@@ -195,13 +206,15 @@ conn_recv_response(struct dkc_conn *c, Dkimkeep__V1__Response **out)
 				break;
 		}
 		/*
-		 * poll() only when the last recv() emptied the socket: after one that
-		 * filled tmp more is waiting, and a recv() that finds nothing is a
-		 * system call for nothing.
+		 * Wait only when the last recv() emptied the socket: after one that
+		 * filled tmp more is waiting.  The wait is the recv() itself, bounded
+		 * by SO_RCVTIMEO: one system call, not poll() and then recv().
 		 */
-		if (c->drained && (r = conn_wait(c, POLLIN)) != 0)
+		if (c->drained && !c->rcvtimeo && (r = conn_wait(c, POLLIN)) != 0)
 			return r;
-		n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+		n = recv(c->fd, tmp, sizeof(tmp), c->drained && c->rcvtimeo ? 0 : MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->drained && c->rcvtimeo)
+			return conn_timeout(c);
 		c->drained = n < (ssize_t)sizeof(tmp);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			continue;

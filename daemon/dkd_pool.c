@@ -66,6 +66,7 @@ struct dkd_pool {
 	atomic_int busy;       /* workers holding a job (read without the lock by the loop) */
 	uint64_t last_wait_us; /* how long the last worker to wait for a job waited */
 	atomic_uint submitted; /* jobs queued so far (read without the lock by a spinning worker) */
+	int spinning;          /* workers in pool_spin: a new job needs no wake-up */
 	int nslots;            /* started so far (slots are never reused) */
 
 	/* constant after start */
@@ -102,6 +103,7 @@ pool_spin(struct dkd_pool *p)
 	uint64_t end = dk_now_us() + POOL_SPIN_US;
 	int i;
 
+	p->spinning++;
 	pthread_mutex_unlock(&p->lock);
 	do {
 		for (i = 0; i < 64; i++) {
@@ -113,6 +115,7 @@ pool_spin(struct dkd_pool *p)
 	} while (dk_now_us() < end);
 out:
 	pthread_mutex_lock(&p->lock);
+	p->spinning--;
 }
 
 /* Move the queued jobs of job's connection behind it into w->batch (pool lock held). */
@@ -438,7 +441,13 @@ dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job)
 		p->tail = job;
 		p->depth++;
 		atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
-		pthread_cond_signal(&p->cond);
+		/*
+		 * A spinning worker takes it (it re-checks the queue under this lock
+		 * before it sleeps); waking a sleeping one as well costs a futex
+		 * call and a context switch, and the two then fight for the lock.
+		 */
+		if (p->spinning == 0 || p->depth > (size_t)p->spinning)
+			pthread_cond_signal(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return r;
