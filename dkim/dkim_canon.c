@@ -10,6 +10,7 @@
  * A CR not followed by LF is body data (kept as is, RFC 6376 §3.4.3/§3.4.4
  * only speak of CRLF); a bare LF is a line end, as if it were CRLF.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -18,6 +19,22 @@
 #include "common/dk_err.h"
 #include "dkim/dkim.h"
 #include "dkim/dkim_int.h"
+
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
+const EVP_MD *
+dkim_sha256(void)
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return sha256_md;
+}
 
 /* RFC 6376 §3.4.1: the field exactly as it is, with its CRLF. */
 static int
@@ -178,7 +195,7 @@ dkim_body_init(struct dkim_body *b, enum dkim_canon c)
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	if (EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1) {
+	if (dkim_sha256() == NULL || EVP_DigestInit_ex(b->md, dkim_sha256(), NULL) != 1) {
 		r = dk_err_set(DK_ERR_INTERNAL, "SHA-256 init failed");
 		goto out;
 	}
