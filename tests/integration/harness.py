@@ -39,6 +39,20 @@ if os.environ.get("DKIMKEEP_TEST_LSAN_OPTIONS"):
     os.environ["LSAN_OPTIONS"] = os.environ["DKIMKEEP_TEST_LSAN_OPTIONS"]
 
 
+WAIT = 90  # seconds one expected change may take before a test fails (wait_for's default)
+
+
+def wait_for(pred, what, timeout=WAIT, step=0.1):
+    """Poll pred() every step seconds until it is true; AssertionError naming what
+    after timeout seconds.  A bound that ends a wait, never a timing assertion."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
 def scale_times(text, scale=None, health=False):
     """Config text with sign_timeout_ms scaled by TIME_SCALE (and health_interval
     when health=True)."""

@@ -14,7 +14,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 
 import dkim
 import dns.flags
@@ -25,19 +24,9 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
 
-from harness import prog
+from harness import prog, wait_for
 
-WAIT = 90  # seconds one expected change may take before a test fails
 ZONE = "example.com"
-
-
-def wait_for(pred, what, timeout=WAIT, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
 def free_port():

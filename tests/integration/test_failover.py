@@ -21,22 +21,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (EnvTestCase, prog, p11fault_path, DATA, SOFTHSM, EX_OK, EX_UNAVAILABLE,
-                     EX_NOPERM)
+                     EX_NOPERM, wait_for)
 from daemon_harness import World, RawClient, frame, sign_request, split_message
 
 MSG = open(os.path.join(DATA, "messages", "01-plain-crlf.eml"), "rb").read()
 # Checks of down tokens every second; a C_Sign slower than a second fails over.
 RING_DAEMON = "health_interval = 1s\nsign_timeout_ms = 1000\n"
-WAIT = 90  # seconds any one expected state change may take before the test fails
-
-
-def wait_for(pred, what, timeout=WAIT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
 def selectors_of(signed):

@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import EnvTestCase, EX_OK
+from harness import EnvTestCase, EX_OK, wait_for
 from daemon_harness import (World, RawClient, Dkimpy, frame, sign_request, split_message,
                             open_fds, nofile_limits)
 from test_audit import records, sign_request_mid, msg as audit_msg
@@ -41,13 +41,7 @@ def raise_own_nofile(n):
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
 
 
-def wait_for(pred, what, timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+WAIT = 120  # seconds one expected change may take here (wait_for)
 
 
 class LoadCase(EnvTestCase):
@@ -97,7 +91,8 @@ class ThousandConnections(LoadCase):
         w.start()
         conns = [RawClient(self.e.socket, timeout=300) for _ in range(1000)]
         self.addCleanup(lambda: [c.close() for c in conns])
-        wait_for(lambda: self.status()["connections"] >= 1001, "all 1,000 are accepted")
+        wait_for(lambda: self.status()["connections"] >= 1001, "all 1,000 are accepted",
+                 timeout=WAIT)
         for rnd in (0, 1):
             answers = self.sign_on(conns if rnd == 0 else conns[::-1], 10000 * (rnd + 1))
             bad = []
@@ -178,10 +173,12 @@ class SlowAndVanishing(LoadCase):
             self.assert_served(w, n=2)
         # Every vanished connection is closed by the daemon: the count and the
         # descriptors come back to where they were.
-        wait_for(lambda: self.status()["connections"] == 1, "the vanished connections are closed")
+        wait_for(lambda: self.status()["connections"] == 1, "the vanished connections are closed",
+                 timeout=WAIT)
         # 200 vanished connections: a leak would keep up to 200 more (a few may be
         # the token's or the sanitizer's own)
-        wait_for(lambda: open_fds(w.daemon.pid) <= base_fds + 4, "the descriptors are freed")
+        wait_for(lambda: open_fds(w.daemon.pid) <= base_fds + 4, "the descriptors are freed",
+                 timeout=WAIT)
         st = self.status()
         self.assertGreaterEqual(st["requests"]["OK"], 8)
         rc, err = w.stop()
@@ -222,7 +219,8 @@ class DescriptorLimit(LoadCase):
         self.assertLessEqual(open_fds(w.daemon.pid), 128)
         for c in conns:
             c.close()
-        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed")
+        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed",
+                 timeout=WAIT)
         self.assert_served(w, n=5)
         rc, err = w.stop()
         self.assertEqual(rc, 0, err)
@@ -244,12 +242,14 @@ class DescriptorLimit(LoadCase):
         self.assertGreaterEqual(open_fds(w.daemon.pid), 90)
         conns = [RawClient(self.e.socket, timeout=120) for _ in range(60)]
         # the daemon accepts until its descriptors run out; the rest wait in the backlog
-        wait_for(lambda: open_fds(w.daemon.pid) >= 127, "the daemon's descriptors run out")
+        wait_for(lambda: open_fds(w.daemon.pid) >= 127, "the daemon's descriptors run out",
+                 timeout=WAIT)
         time.sleep(1)  # let the listener meet EMFILE a few times (pauses of 100 ms)
         self.assertTrue(w.alive(), "daemon died")
         for c in conns:
             c.close()
-        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed")
+        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed",
+                 timeout=WAIT)
         self.assert_served(w, n=5)
         rc, err = w.stop()
         self.assertEqual(rc, 0, err)

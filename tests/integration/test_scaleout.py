@@ -21,26 +21,16 @@ import unittest
 import dkim
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import EnvTestCase, prog, p11fault_path, SOFTHSM
+from harness import EnvTestCase, prog, p11fault_path, SOFTHSM, wait_for
 from daemon_harness import World
 from rotation_harness import (Knot, Load as LiveLoad, ZONE, daemon_log, keys, rotation_config,
-                              selectors_of, signing_keys, start_daemon, wait_for)
+                              selectors_of, signing_keys, start_daemon)
 
 CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 MSG = (b"From: Joe <joe@example.com>\r\nTo: ann@example.net\r\nSubject: scale out\r\n"
        b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <s1@example.com>\r\n\r\n"
        b"Signed through a remote token.\r\n")
-WAIT = 90
 DAEMON = "health_interval = 1s\nsign_timeout_ms = 2000\n"
-
-
-def wait_for(pred, what, timeout=WAIT, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
 def selectors_of(signed):

@@ -15,8 +15,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import EnvTestCase
-from test_failover import MSG, RingWorld, wait_for
+from harness import EnvTestCase, wait_for
+from test_failover import MSG, RingWorld
 
 LEFT = "the token modules are left as they are (not finalized)"
 
