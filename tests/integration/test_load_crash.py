@@ -82,6 +82,18 @@ class LoadCase(EnvTestCase):
                 answers.append(None)
         return answers
 
+    def close_and_stop(self, w, conns):
+        """Close the held connections; once the daemon has closed them too it serves
+        new clients, and it stops with 0.  Its log."""
+        for c in conns:
+            c.close()
+        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed",
+                 timeout=WAIT)
+        self.assert_served(w, n=5)
+        rc, err = w.stop()
+        self.assertEqual(rc, 0, err)
+        return err
+
 
 class ThousandConnections(LoadCase):
     def test_thousand_held_and_served(self):
@@ -217,13 +229,7 @@ class DescriptorLimit(LoadCase):
         self.assertGreater(len(ok), 0)
         self.assertLessEqual(len(ok), 64)
         self.assertLessEqual(open_fds(w.daemon.pid), 128)
-        for c in conns:
-            c.close()
-        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed",
-                 timeout=WAIT)
-        self.assert_served(w, n=5)
-        rc, err = w.stop()
-        self.assertEqual(rc, 0, err)
+        err = self.close_and_stop(w, conns)
         self.assertIn("serving at most 64 connections", err)
         self.assertIn("max_connections (64) reached", err)
         self.assertNotIn("Too many open files", err)
@@ -246,13 +252,7 @@ class DescriptorLimit(LoadCase):
                  timeout=WAIT)
         time.sleep(1)  # let the listener meet EMFILE a few times (pauses of 100 ms)
         self.assertTrue(w.alive(), "daemon died")
-        for c in conns:
-            c.close()
-        wait_for(lambda: self.status()["connections"] == 1, "the held connections are closed",
-                 timeout=WAIT)
-        self.assert_served(w, n=5)
-        rc, err = w.stop()
-        self.assertEqual(rc, 0, err)
+        err = self.close_and_stop(w, conns)
         self.assertIn("accept(): Too many open files", err)
         self.assertIn("out of descriptors: accepting pauses", err)
         self.assertNotIn("Error from accept() call", err)  # libevent's own busy-loop warning
