@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 from harness import Env, prog, DATA, SOURCE
@@ -146,6 +147,61 @@ class RawClient:
 
     def close(self):
         self.s.close()
+
+
+class PipelinedLoad:
+    """Signing load while something breaks (a kill -9): clients connections, each
+    keeping depth requests in flight until stop() or until the daemon closes it.
+    request(rid) is the payload of request rid (ids k * 1000000 + 1, + 2, ... on
+    connection k).  receipts: the ids of the answers that were OK with signatures;
+    check(response), when given, is called on each of those (in a client thread)
+    and what it returns other than None is kept in bad.  A connection that fails
+    ends its client quietly: a test judges what receipts and bad hold."""
+
+    def __init__(self, path, request, clients, depth, check=None, timeout=30):
+        self.path, self.request, self.depth, self.check = path, request, depth, check
+        self.timeout = timeout
+        self.receipts, self.bad = [], []
+        self.lock, self.stopping = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(k * 1000000,))
+                        for k in range(clients)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self, timeout=60):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=timeout)
+
+    def _client(self, base):
+        try:
+            c = RawClient(self.path, timeout=self.timeout)
+        except OSError:
+            return
+        rid, inflight = base, 0
+        try:
+            while not self.stopping.is_set():
+                while inflight < self.depth:
+                    rid += 1
+                    c.send(frame(self.request(rid)))
+                    inflight += 1
+                r = c.recv_response()
+                if r is None:
+                    return
+                inflight -= 1
+                if r["status"] == "OK" and r["sigs"]:
+                    err = self.check(r) if self.check else None
+                    with self.lock:
+                        self.receipts.append(r["id"])
+                        if err:
+                            self.bad.append(err)
+        except OSError:
+            return
+        finally:
+            c.close()
 
 
 # -- a configured world with a running daemon --------------------------------

@@ -17,14 +17,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (EnvTestCase, prog, p11fault_path, DATA, SOFTHSM, EX_OK, EX_DATAERR,
                      EX_UNAVAILABLE, EX_CONFIG)
-from daemon_harness import World, RawClient, frame, pb_field, split_message
+from daemon_harness import World, RawClient, PipelinedLoad, frame, pb_field, split_message
 
 EX_NOT_INTACT = EX_DATAERR
 MSG = (b"From: Joe Sender <joe.sender@example.com>\r\nTo: mary.rcpt@example.net\r\n"
@@ -428,44 +427,16 @@ class KillUnderLoad(AuditCase):
     def test_no_receipt_without_record(self):
         """kill -9 while clients sign: every signature a client received has its record."""
         w = self.world(workers=2)
-        receipts, lock, stop = [], threading.Lock(), threading.Event()
         hs, body = split_message(msg("secret-mid-load"))
-
-        def client(base):
-            try:
-                c = RawClient(self.e.socket, timeout=10)
-            except OSError:
-                return
-            rid, inflight = base, 0
-            try:
-                while not stop.is_set():
-                    while inflight < 16:
-                        rid += 1
-                        c.send(frame(sign_request_mid(rid, hs, body)))
-                        inflight += 1
-                    r = c.recv_response()
-                    if r is None:
-                        return
-                    inflight -= 1
-                    if r["status"] == "OK" and r["sigs"]:
-                        with lock:
-                            receipts.append(r["id"])
-            except OSError:
-                return
-            finally:
-                c.close()
-
-        threads = [threading.Thread(target=client, args=(k * 1000000,)) for k in range(4)]
-        for t in threads:
-            t.start()
+        load = PipelinedLoad(self.e.socket, lambda rid: sign_request_mid(rid, hs, body),
+                             clients=4, depth=16, timeout=10).start()
+        receipts = load.receipts
         end = time.monotonic() + 30
         while time.monotonic() < end and len(receipts) < 300:
             time.sleep(0.05)
         w.daemon.send_signal(signal.SIGKILL)
         w.daemon.wait(timeout=30)
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        load.stop(timeout=30)
         self.assertGreater(len(receipts), 100)
         w.start()
         w.sign(msg("secret-mid-after"))

@@ -19,8 +19,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import EnvTestCase, EX_OK, wait_for
-from daemon_harness import (World, RawClient, Dkimpy, frame, sign_request, split_message,
-                            open_fds, nofile_limits)
+from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, sign_request,
+                            split_message, open_fds, nofile_limits)
 from test_audit import records, sign_request_mid, msg as audit_msg
 
 MSG = (b"From: Joe SixPack <joe@example.com>\r\nTo: Suzie Q <suzie@shopping.example.net>\r\n"
@@ -271,49 +271,20 @@ class KillUnderLoad(LoadCase):
         keys_before = json.loads(self.e.cli("key", "list", "--json").stdout)
         w.start()
         idle = [RawClient(self.e.socket) for _ in range(100)]
-        receipts, bad, lock, stop = [], [], threading.Lock(), threading.Event()
         hs, body = split_message(audit_msg("load-crash"))
         signed_base = audit_msg("load-crash")
-
-        def client(base):
-            try:
-                c = RawClient(self.e.socket, timeout=30)
-            except OSError:
-                return
-            rid, inflight = base, 0
-            try:
-                while not stop.is_set():
-                    while inflight < 8:
-                        rid += 1
-                        c.send(frame(sign_request_mid(rid, hs, body)))
-                        inflight += 1
-                    r = c.recv_response()
-                    if r is None:
-                        return
-                    inflight -= 1
-                    if r["status"] == "OK" and r["sigs"]:
-                        err = self.dkimpy.check(signed_base, r) if r["id"] % 50 == 0 else None
-                        with lock:
-                            receipts.append(r["id"])
-                            if err:
-                                bad.append(err)
-            except OSError:
-                return
-            finally:
-                c.close()
-
-        threads = [threading.Thread(target=client, args=(k * 1000000,)) for k in range(8)]
-        for t in threads:
-            t.start()
+        load = PipelinedLoad(
+            self.e.socket, lambda rid: sign_request_mid(rid, hs, body), clients=8, depth=8,
+            check=lambda r: self.dkimpy.check(signed_base, r) if r["id"] % 50 == 0 else None,
+            timeout=30).start()
+        receipts = load.receipts
         wait_for(lambda: len(receipts) >= 400, "400 signatures are received", timeout=300)
         w.daemon.send_signal(signal.SIGKILL)
         w.daemon.wait(timeout=60)
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        load.stop(timeout=60)
         for c in idle:
             c.close()
-        self.assertEqual(bad, [])
+        self.assertEqual(load.bad, [])
         self.assertGreaterEqual(len(receipts), 400)
 
         # The rings: same keys, same states; the daemon starts on its stale socket.
