@@ -294,30 +294,26 @@ out:
 }
 
 /*
- * A daemon: hand the lease to an operator who asks, renew it, or take it
- * by look, create, settle, decide.
+ * A daemon, from the first listing (v, n, *seen; looked at t0): hand the
+ * lease to an operator who asks, renew it, or take it by create, settle,
+ * decide.
  */
 static int
-take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
+take_daemon(struct rot_lease *l, struct hsm_session *s, uint64_t t0, struct hsm_lease *v, size_t n,
+    struct lease_seen *seen, int *held)
 {
-	struct hsm_lease *v = NULL;
-	struct lease_seen seen;
 	unsigned long obj = 0;
-	uint64_t t0 = dk_now_us();
-	size_t n = 0;
-	int r;
+	int r = 0;
 
-	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0)
-		goto out;
-	if (seen.ops > 0) {
+	if (seen->ops > 0) {
 		/* An operator waits: our last step has ended, so give it the token. */
-		l->yielded = seen.mine > 0;
+		l->yielded = seen->mine > 0;
 		lease_drop_mine(l, s, v, n, 0);
 		goto out;
 	}
-	if (seen.others > 0)
+	if (seen->others > 0)
 		goto out; /* held by another (or another is deciding): not this time */
-	if (seen.mine > 0 && (int64_t)time(NULL) - l->made < l->ttl / 3) {
+	if (seen->mine > 0 && (int64_t)time(NULL) - l->made < l->ttl / 3) {
 		/*
 		 * Two thirds of the lease left: keep it as it is.  Every create and
 		 * destroy rewrites the token's directory, which other processes on a
@@ -326,7 +322,7 @@ take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
 		*held = 1;
 		goto out;
 	}
-	if (seen.mine > 0) {
+	if (seen->mine > 0) {
 		/* Renew: the new object first, then the old ones, so one always exists. */
 		if ((r = lease_create(l, s, &obj)) != 0)
 			goto out;
@@ -335,39 +331,34 @@ take_daemon(struct rot_lease *l, struct hsm_session *s, int *held)
 		goto out;
 	}
 	/* A daemon yields to any operator and to a daemon with a smaller id. */
-	if ((r = lease_contend(l, s, t0, daemon_wins, &seen, &obj)) == 0 && obj != 0) {
+	if ((r = lease_contend(l, s, t0, daemon_wins, seen, &obj)) == 0 && obj != 0) {
 		*held = 1;
 		l->taken = 1;
 	}
 out:
-	free(v);
 	return r;
 }
 
 /*
- * An operator: among operators the first wins (look, create, settle,
- * decide, as daemons do); the winner keeps its object and holds the lease
- * once no daemon's object is left (each removes its own at its next step).
+ * An operator, from the first listing (as take_daemon): among operators
+ * the first wins (look, create, settle, decide, as daemons do); the winner
+ * keeps its object and holds the lease once no daemon's object is left
+ * (each removes its own at its next step).
  */
 static int
-take_op(struct rot_lease *l, struct hsm_session *s, int *held)
+take_op(struct rot_lease *l, struct hsm_session *s, uint64_t t0, struct hsm_lease *v, size_t n,
+    struct lease_seen *seen, int *held)
 {
-	struct hsm_lease *v = NULL;
-	struct lease_seen seen;
 	unsigned long obj = 0;
-	uint64_t t0 = dk_now_us();
-	size_t n = 0;
-	int r;
+	int r = 0;
 
-	if ((r = lease_scan(l, s, &v, &n, &seen)) != 0)
-		goto out;
-	if (seen.mine == 0) {
-		if (seen.ops > 0)
+	if (seen->mine == 0) {
+		if (seen->ops > 0)
 			goto out; /* another operator's turn: wait for it */
 		/* An operator yields only to an operator with a smaller id. */
-		if ((r = lease_contend(l, s, t0, op_wins, &seen, &obj)) != 0 || obj == 0)
+		if ((r = lease_contend(l, s, t0, op_wins, seen, &obj)) != 0 || obj == 0)
 			goto out;
-	} else if (seen.min_op != l->id) {
+	} else if (seen->min_op != l->id) {
 		lease_drop_mine(l, s, v, n, 0); /* cannot happen (see the top); be safe */
 		goto out;
 	} else if ((int64_t)time(NULL) - l->made > l->ttl / 3) {
@@ -377,22 +368,32 @@ take_op(struct rot_lease *l, struct hsm_session *s, int *held)
 		lease_drop_mine(l, s, v, n, obj);
 	}
 	/* Ours among operators; drive once every daemon has handed over. */
-	*held = seen.others == seen.ops;
+	*held = seen->others == seen->ops;
 	l->taken = *held;
 out:
-	free(v);
 	return r;
 }
 
 int
 rot_lease_take(struct rot_lease *l, struct hsm_session *s, int *held)
 {
+	struct hsm_lease *v = NULL;
+	struct lease_seen seen;
+	uint64_t t0 = dk_now_us();
+	size_t n = 0;
+	int r;
+
 	*held = 0;
 	l->taken = 0;
 	l->yielded = 0;
 	l->other[0] = '\0';
 	l->other_expiry = 0;
-	return l->op ? take_op(l, s, held) : take_daemon(l, s, held);
+	/* Look first: what the listing at t0 shows decides whether to contend at all. */
+	if ((r = lease_scan(l, s, &v, &n, &seen)) == 0)
+		r = l->op ? take_op(l, s, t0, v, n, &seen, held)
+		          : take_daemon(l, s, t0, v, n, &seen, held);
+	free(v);
+	return r;
 }
 
 int
