@@ -308,6 +308,52 @@ class PrimaryFails(FailoverCase):
         self.assertEqual(rc, 0, log[-3000:])
 
 
+
+class HungBatch(FailoverCase):
+    def test_batch_behind_hung_call_moves_on(self):
+        """A worker takes the queued requests of one connection together.  When the
+        first of them hangs in C_Sign, the rest of its batch must go back to the
+        queue and be signed with the standby keys while the token is still hung,
+        not wait in the stuck worker until the hang ends."""
+        # One algorithm: one C_Sign per request, so A's and B's calls all start
+        # before the hang is written.
+        w = self.world(algs=("ed25519-sha256",))
+        hdr, body = split_message(MSG)
+        w.rules("C_Sign delay 700 token=dk-primary\n")
+        # Both workers busy for 700 ms each: C's four requests queue behind them,
+        # read in one go, and the first worker free takes them as one batch.
+        # 30 s: far past the sign_timeout, far short of the hang (until repaired).
+        a, b, c = (RawClient(w.e.socket, timeout=30) for _ in range(3))
+        self.addCleanup(lambda: [x.close() for x in (a, b, c)])
+        a.send(frame(sign_request(1, hdr, body)))
+        b.send(frame(sign_request(2, hdr, body)))
+        time.sleep(0.15)
+        c.send(b"".join(frame(sign_request(10 + i, hdr, body)) for i in range(4)))
+        time.sleep(0.15)
+        w.rules("C_Sign hang token=dk-primary\n")  # before the batch's first C_Sign
+        for cl, rid in ((a, 1), (b, 2)):
+            r = cl.recv_response()
+            self.assertEqual((r["id"], r["status"]), (rid, "OK"), r)
+        got = {}
+        for _ in range(4):
+            r = c.recv_response()  # within the client timeout, the hang still on
+            self.assertIsNotNone(r, "the daemon closed the connection")
+            got[r["id"]] = r
+        self.assertEqual(sorted(got), [10, 11, 12, 13])
+        for rid, r in got.items():
+            self.assertEqual(r["status"], "OK", r)
+            sels = {s["selector"] for s in r["sigs"]}
+            self.assertTrue(sels and sels <= w.standby, f"request {rid} signed with {sels}")
+            signed = b"".join(s["header"].encode() + b"\r\n" for s in r["sigs"]) + MSG
+            w.verify(signed)
+        # Only the batch's first call hung (the watchdog took it away, its worker
+        # still inside it); the rest of the batch never reached the hung token.
+        self.assertEqual(w.log().count("worker stuck"), 1, w.log()[-3000:])
+        w.rules("")
+        rc, log = w.stop()
+        self.assertEqual(rc, 0, log[-3000:])
+
+
 class BothFail(FailoverCase):
     def test_both_tokens_failing_then_recovery(self):
         w = self.world()
