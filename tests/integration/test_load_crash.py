@@ -159,6 +159,47 @@ class SlowAndVanishing(LoadCase):
         fast.close()
         self.assert_served(w)
 
+    def test_lagging_reader_gets_every_answer_whole(self):
+        """A caller that pipelines hundreds of requests and reads nothing for a while:
+        its socket fills, answers written in part by a worker go on through the loop,
+        and every answer arrives whole (no torn or mixed frames); afterwards the
+        connection serves one request at a time as before."""
+        w = self.world(workers=2)
+        w.start()
+        c = RawClient(self.e.socket, timeout=120)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        n = 600
+        msgs = {i: message(30000 + i) for i in range(n)}
+        sender_err = []
+
+        def send_all():
+            try:
+                for i in range(n):
+                    c.send(frame(sign_request(30000 + i, *split_message(msgs[i]))))
+            except OSError as e:
+                sender_err.append(e)
+
+        t = threading.Thread(target=send_all)
+        t.start()
+        time.sleep(3)  # not reading: the daemon's writes to this socket fill it
+        self.assert_served(w, n=2)  # others meanwhile
+        got = {}
+        for _ in range(n):
+            r = c.recv_response()
+            self.assertIsNotNone(r, "the daemon closed the connection")
+            self.assertEqual(r["status"], "OK", r)
+            got[r["id"]] = r
+        t.join(timeout=120)
+        self.assertEqual(sender_err, [])
+        self.assertEqual(sorted(got), [30000 + i for i in range(n)])
+        for i in (0, 1, n // 2, n - 2, n - 1):
+            self.assertIsNone(self.dkimpy.check(msgs[i], got[30000 + i]))
+        for i in range(20):  # and one at a time again
+            m = message(40000 + i)
+            c.send(frame(sign_request(40000 + i, *split_message(m))))
+            self.assertIsNone(self.dkimpy.check(m, c.recv_response()))
+        c.close()
+
     def test_vanishing_clients(self):
         """Clients that send half a frame and go, or a whole request and go before the
         answer: others are served, and every such connection is closed (no leak)."""
