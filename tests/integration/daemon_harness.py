@@ -8,14 +8,14 @@ abuse tests can send anything.
 """
 import json
 import os
+import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 
-from harness import Env, prog, DATA, SOURCE
+from harness import prog, SOURCE
 
 VERIFY_PY = os.path.join(SOURCE, "tests", "tools", "verify_dkim.py")
 VERIFY_PL = os.path.join(SOURCE, "tests", "tools", "verify_maildkim.pl")
@@ -93,6 +93,18 @@ def sign_request(rid, header_section, body=b"", domain=None, algs=(), timestamp=
     sr += pb_field(8, header_section)
     sr += pb_field(10, body)
     return pb_field(1, rid) + pb_field(2, sr)
+
+
+def selectors_of(signed):
+    """The s= of every DKIM-Signature at the top of a signed message."""
+    unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")
+    sels = []
+    for line in unfolded.split(b"\n"):
+        if not line.startswith(b"DKIM-Signature:"):
+            break
+        m = re.search(rb"[;\s]s=([A-Za-z0-9._-]+)", line)
+        sels.append(m.group(1).decode() if m else "?")
+    return sels
 
 
 def frame(payload):

@@ -8,8 +8,6 @@ own: signatures are checked by dkimpy, Mail::DKIM and opendkim.
 import os
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import tempfile
 import time

@@ -10,7 +10,6 @@ with dkimpy against the record Knot serves at that moment.
 import base64
 import json
 import os
-import re
 import socket
 import subprocess
 import threading
@@ -25,6 +24,7 @@ import dns.tsigkeyring
 import dns.update
 
 from harness import prog, wait_for
+from daemon_harness import selectors_of  # noqa: F401 (tests import it from here)
 
 ZONE = "example.com"
 
@@ -214,17 +214,6 @@ def signing_keys(env):
             if cur is None or k["changed"] > cur["changed"]:
                 best[(k["alg"], k["slot"])] = k
     return {a: k["selector"] for a, k in best.items()}
-
-
-def selectors_of(signed):
-    unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")
-    sels = []
-    for line in unfolded.split(b"\n"):
-        if not line.startswith(b"DKIM-Signature:"):
-            break
-        m = re.search(rb"[;\s]s=([A-Za-z0-9._-]+)", line)
-        sels.append(m.group(1).decode() if m else "?")
-    return sels
 
 
 def verify_live(knot, signed):

@@ -8,12 +8,10 @@ delete, insert, reorder, truncate, forge or replay a checkpoint, and recompute
 the hash chain after the change.
 """
 import base64
-import glob
 import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (EnvTestCase, prog, p11fault_path, DATA, SOFTHSM, EX_OK, EX_DATAERR,
-                     EX_UNAVAILABLE, EX_CONFIG)
+from harness import (EnvTestCase, prog, p11fault_path, SOFTHSM, EX_OK, EX_DATAERR, EX_UNAVAILABLE,
+                     EX_CONFIG)
 from daemon_harness import World, RawClient, PipelinedLoad, frame, pb_field, split_message
 
 EX_NOT_INTACT = EX_DATAERR

@@ -9,7 +9,6 @@ broken server would; signatures that count are judged by dkimpy.
 """
 import json
 import os
-import re
 import socket
 import struct
 import sys
@@ -18,8 +17,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (EnvTestCase, prog, p11fault_path, EX_OK, EX_USAGE, EX_DATAERR,
-                     EX_UNAVAILABLE, EX_NOPERM, EX_CONFIG)
+from harness import (EnvTestCase, prog, p11fault_path, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE,
+                     EX_NOPERM, EX_CONFIG)
 from daemon_harness import World
 
 EX_IOERR = 74

@@ -2,7 +2,6 @@
 and independent verifiers (dkimpy; Mail::DKIM for RSA)."""
 import glob
 import os
-import re
 import signal
 import socket
 import subprocess

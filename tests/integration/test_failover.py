@@ -22,23 +22,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (EnvTestCase, prog, p11fault_path, DATA, SOFTHSM, EX_OK, EX_UNAVAILABLE,
                      EX_NOPERM, wait_for)
-from daemon_harness import World, RawClient, frame, sign_request, split_message
+from daemon_harness import World, RawClient, frame, selectors_of, sign_request, split_message
 
 MSG = open(os.path.join(DATA, "messages", "01-plain-crlf.eml"), "rb").read()
 # Checks of down tokens every second; a C_Sign slower than a second fails over.
 RING_DAEMON = "health_interval = 1s\nsign_timeout_ms = 1000\n"
-
-
-def selectors_of(signed):
-    """The s= of every DKIM-Signature at the top of a signed message."""
-    unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")
-    sels = []
-    for line in unfolded.split(b"\n"):
-        if not line.startswith(b"DKIM-Signature:"):
-            break
-        m = re.search(rb"[;\s]s=([A-Za-z0-9._-]+)", line)
-        sels.append(m.group(1).decode() if m else "?")
-    return sels
 
 
 class RingWorld(World):

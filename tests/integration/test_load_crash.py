@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import EnvTestCase, EX_OK, wait_for
+from harness import EnvTestCase, wait_for
 from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, sign_request,
                             split_message, open_fds, nofile_limits)
 from test_audit import records, sign_request_mid, msg as audit_msg

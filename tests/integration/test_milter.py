@@ -15,13 +15,11 @@ send: SMTP AUTH macros, odd header fields, an oversized header section.
 """
 import hashlib
 import os
-import re
 import shutil
 import signal
 import socket
 import socketserver
 import struct
-import subprocess
 import sys
 import threading
 import time

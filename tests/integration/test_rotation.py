@@ -10,8 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (EnvTestCase, prog, p11fault_path, SOFTHSM, EX_OK, EX_USAGE, EX_DATAERR,
-                     EX_TEMPFAIL)
+from harness import (EnvTestCase, prog, p11fault_path, SOFTHSM, EX_USAGE, EX_DATAERR, EX_TEMPFAIL)
 from daemon_harness import World
 from rotation_harness import (Knot, Load, ZONE, MSG, daemon_log, keys, notifications,
                               rotation_config, selectors_of, signing_keys, start_daemon,

@@ -33,19 +33,6 @@ MSG = (b"From: Joe <joe@example.com>\r\nTo: ann@example.net\r\nSubject: scale ou
 DAEMON = "health_interval = 1s\nsign_timeout_ms = 2000\n"
 
 
-def selectors_of(signed):
-    unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")
-    out = []
-    for line in unfolded.split(b"\n"):
-        if not line.startswith(b"DKIM-Signature:"):
-            break
-        for part in line.split(b";"):
-            part = part.strip()
-            if part.startswith(b"s="):
-                out.append(part[2:].decode())
-    return out
-
-
 class P11KitServer:
     """`p11-kit server -f` exporting one SoftHSM token (its own token dir) on a socket."""
 

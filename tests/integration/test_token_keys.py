@@ -14,14 +14,13 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (EnvTestCase, prog, SOFTHSM, EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE,
-                     EX_NOPERM, EX_CONFIG)
+from harness import (EnvTestCase, SOFTHSM, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM,
+                     EX_CONFIG)
 
 PYTHON = sys.executable or "/usr/bin/python3"
 SPY = (glob.glob("/usr/lib/*/pkcs11/pkcs11-spy.so") or ["/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"])[0]
