@@ -227,13 +227,42 @@ health_reconnect(struct dkd_token *t)
 	return r;
 }
 
+/*
+ * A token down since start may never have been found, or never logged in:
+ * do that first (once per check; a refused PIN is never tried again).
+ */
+static int
+health_reopen(struct dkd_token *t)
+{
+	struct dkd_keyset *ks;
+	const struct dk_conf_token *ct;
+	int r;
+
+	if ((ks = dkd_keyset_acquire()) == NULL)
+		return DK_ERR_BUSY;
+	ct = dk_conf_token(ks->conf, t->name);
+	r = ct != NULL ? dkd_token_reopen(t, ct) : DK_ERR_NOT_FOUND;
+	dkd_keyset_release(ks);
+	if (r == 0)
+		return 0;
+	dkd_token_note(t, r, dk_err_detail());
+	if ((r == DK_ERR_PIN_INCORRECT || r == DK_ERR_PIN_LOCKED || r == DK_ERR_PIN_EXPIRED ||
+	        r == DK_ERR_PIN_INVALID) &&
+	    !atomic_exchange(&t->pin_told, 1))
+		dk_log_err("token \"%s\" stays down: %s", t->name, dk_err_detail());
+	else
+		dk_log_debug("token \"%s\": still not usable: %s", t->name, dk_err_detail());
+	return r;
+}
+
 /* One thread per down token, so that a hung token cannot stop the others' checks. */
 static void *
 health_main(void *arg)
 {
 	struct health_args *a = arg;
 
-	if (health_probe(a->t) == 0 || (health_reconnect(a->t) == 0 && health_probe(a->t) == 0)) {
+	if (health_reopen(a->t) == 0 &&
+	    (health_probe(a->t) == 0 || (health_reconnect(a->t) == 0 && health_probe(a->t) == 0))) {
 		dkd_token_up(a->t);
 		/* Handles may have changed while the token was away: list the keys again. */
 		bg_reload_start(a->lp);
@@ -269,7 +298,7 @@ server_health_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	dkd_notify_reap();
 	for (i = 0; i < lp->tokens->n; i++) {
-		if (!atomic_load(&lp->tokens->v[i].up) && lp->tokens->v[i].token != NULL)
+		if (!atomic_load(&lp->tokens->v[i].up))
 			health_start(lp, &lp->tokens->v[i]);
 	}
 }

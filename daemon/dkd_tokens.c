@@ -15,21 +15,41 @@
 static int
 token_open_one(const struct dk_conf_token *ct, struct dkd_token *tok)
 {
+	struct hsm_token *ht = NULL;
 	int r;
 
 	if ((r = dk_conf_token_setenv(ct)) != 0 ||
 	    (r = hsm_module_open_own(ct->module, &tok->module)) != 0)
 		goto out;
-	if ((r = hsm_token_open(tok->module, ct->uri, &tok->token)) != 0)
+	if ((r = hsm_token_open(tok->module, ct->uri, &ht)) != 0)
 		goto out;
+	tok->token = ht;
 	free(tok->label);
-	if ((tok->label = strdup(hsm_token_label(tok->token))) == NULL) {
+	if ((tok->label = strdup(hsm_token_label(ht))) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	r = hsm_token_login(tok->token, ct->pin_file);
+	r = hsm_token_login(ht, ct->pin_file);
 out:
 	return r;
+}
+
+int
+dkd_token_reopen(struct dkd_token *tok, const struct dk_conf_token *ct)
+{
+	struct hsm_token *ht = tok->token;
+	int r;
+
+	if (ht == NULL) {
+		if (tok->module == NULL)
+			return dk_err_set(DK_ERR_MODULE, "[token %s]: no module loaded", tok->name);
+		/* The label stays the configured URI: other threads may be logging it. */
+		if ((r = hsm_token_open(tok->module, ct->uri, &ht)) != 0)
+			return r;
+		tok->token = ht;
+		dk_log_info("token \"%s\" (%s) found", tok->name, hsm_token_label(ht));
+	}
+	return hsm_token_login(ht, ct->pin_file);
 }
 
 int
@@ -69,6 +89,12 @@ dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_tokens *o
 			goto out;
 		}
 		dkd_token_down(tok, r, dk_err_detail());
+		/* It was never up, so dkd_token_down() said nothing: say why here. */
+		dk_log_err(
+		    "token \"%s\" (%s) is not available at start: %s; the daemon starts "
+		    "without it (rings with a key on another token sign with that) and tries "
+		    "it again at every health check",
+		    tok->name, tok->label, tok->last_error);
 		r = 0;
 	}
 out:
@@ -109,14 +135,20 @@ dkd_tokens_find(struct dkd_tokens *t, const char *name)
 }
 
 void
-dkd_token_down(struct dkd_token *tok, int err, const char *detail)
+dkd_token_note(struct dkd_token *tok, int err, const char *detail)
 {
-	int was_up;
-
 	pthread_mutex_lock(&tok->lock);
 	snprintf(tok->last_error, sizeof(tok->last_error), "%s%s%s", dk_strerror(err),
 	    detail != NULL && detail[0] ? ": " : "", detail != NULL ? detail : "");
 	pthread_mutex_unlock(&tok->lock);
+}
+
+void
+dkd_token_down(struct dkd_token *tok, int err, const char *detail)
+{
+	int was_up;
+
+	dkd_token_note(tok, err, detail);
 	atomic_fetch_add(&tok->errors, 1);
 	atomic_fetch_add(&tok->generation, 1);
 	was_up = atomic_exchange(&tok->up, 0);

@@ -18,11 +18,13 @@ struct dkd_token {
 	char *label;  /* the token's label, for logs and status */
 	size_t index; /* position in dkd_tokens.v: workers' session slot */
 	struct hsm_module *module;
-	struct hsm_token *token;
+	/* NULL while the token was never found (down since start): set by a health check */
+	struct hsm_token *_Atomic token;
 	atomic_int up;          /* 1 while signing on it works */
 	atomic_llong since;     /* UNIX time of the last up/down transition */
 	atomic_ullong errors;   /* failures seen */
 	atomic_int checking;    /* a health check thread is running */
+	atomic_int pin_told;    /* the token's refusal of the PIN was logged */
 	atomic_uint generation; /* bumped on every down: workers reopen sessions */
 	pthread_mutex_t lock;   /* protects last_error */
 	char last_error[256];
@@ -50,8 +52,16 @@ int dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_token
 void dkd_tokens_close(struct dkd_tokens *t);
 struct dkd_token *dkd_tokens_find(struct dkd_tokens *t, const char *name);
 
+/*
+ * For a health check of a down token: find it when it was never found
+ * since start, and log in when it never was (one attempt; a PIN the token
+ * refused is not tried again).
+ */
+int dkd_token_reopen(struct dkd_token *tok, const struct dk_conf_token *ct);
 /* Mark a token down (first failure logs it) with the error that showed it. */
 void dkd_token_down(struct dkd_token *tok, int err, const char *detail);
+/* A down token's newest error, for status (nothing logged). */
+void dkd_token_note(struct dkd_token *tok, int err, const char *detail);
 /* Mark a token up again (logs the recovery). */
 void dkd_token_up(struct dkd_token *tok);
 /* Copy the last error text. */

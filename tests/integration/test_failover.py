@@ -297,6 +297,71 @@ class PrimaryFails(FailoverCase):
 
 
 
+class DownAtStart(FailoverCase):
+    def down_at_start_then_up(self, rule, why):
+        """The daemon starts with its primary token failing (rule): it says why, signs
+        with the standby keys meanwhile, and takes the token up at a health check once
+        it works, its keys listed again."""
+        w = RingWorld(self.e, fault=True)
+        self.addCleanup(w.close)
+        w.rules(rule)
+        w.start()
+        self.assertRegex(w.log(), r'token "primary" \(\S+\) is not available at start: '
+                                  rf'.*{why}.*tries it again at every health check')
+        self.assertEqual(w.token_states()["primary"], "down")
+        cp = w.sign(MSG, check=EX_OK)
+        self.assertTrue(set(selectors_of(cp.stdout)) <= w.standby, cp.stdout[:400])
+        w.verify(cp.stdout, min_sigs=2)
+        w.rules("")
+        wait_for(lambda: w.token_states()["primary"] == "up", "the health check takes it up")
+        self.assertRegex(w.log(), r'token "primary" \(\S+\) is back up')
+        # the keys are listed again on a helper thread once the token is up
+        wait_for(lambda: set(w.ring_slots().values()) == {"primary"}, "the rings on the primary")
+        cp = w.sign(MSG, check=EX_OK)
+        self.assertTrue(set(selectors_of(cp.stdout)) <= w.active, cp.stdout[:400])
+        w.verify(cp.stdout, min_sigs=2)
+        rc, log = w.stop()
+        self.assertEqual(rc, 0, log[-3000:])
+        return log
+
+    def test_found_but_not_logged_in(self):
+        """The token is there, but no session opens: no login at start."""
+        self.down_at_start_then_up("C_OpenSession every CKR_DEVICE_ERROR token=dk-primary\n",
+                                   "device error")
+
+    def test_not_found(self):
+        """The token cannot be found at start (its info fails): found by a health check."""
+        log = self.down_at_start_then_up(
+            "C_GetTokenInfo every CKR_DEVICE_ERROR token=dk-primary\n", "token not found")
+        self.assertRegex(log, r'token "primary" \(dk-primary\) found')
+
+    def test_refused_pin_never_tried_again(self):
+        """A health check's login that the token refuses (a wrong PIN) is made once:
+        later checks do not try again, whatever happens (tokens lock)."""
+        w = RingWorld(self.e, fault=True)
+        self.addCleanup(w.close)
+        w.rules("C_OpenSession every CKR_DEVICE_ERROR token=dk-primary\n")
+        w.start()
+        logins = w.stats().get("C_Login", 0)  # the backup's
+        w.rules("C_Login every CKR_PIN_INCORRECT token=dk-primary\n")
+        wait_for(lambda: w.stats().get("C_Login", 0) == logins + 1, "one login attempt")
+        time.sleep(4)  # four more health checks (health_interval = 1s)
+        w.rules("")
+        time.sleep(3)
+        self.assertEqual(w.stats().get("C_Login", 0), logins + 1, "the PIN was tried again")
+        self.assertEqual(w.token_states()["primary"], "down")
+        st = {t["name"]: t for t in w.status()["tokens"]}
+        self.assertIn("PIN", st["primary"]["last_error"])
+        # said once, at error level, with what to do
+        self.assertEqual(len(re.findall(r'token "primary" stays down: .*PIN', w.log())), 1,
+                         w.log()[-3000:])
+        cp = w.sign(MSG, check=EX_OK)  # the standby keys still sign
+        self.assertTrue(set(selectors_of(cp.stdout)) <= w.standby, cp.stdout[:400])
+        rc, log = w.stop()
+        self.assertEqual(rc, 0, log[-3000:])
+
+
+
 class HungBatch(FailoverCase):
     def test_batch_behind_hung_call_moves_on(self):
         """A worker takes the queued requests of one connection together.  When the
