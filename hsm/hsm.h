@@ -91,7 +91,8 @@ const char *hsm_token_serial(const struct hsm_token *t);
  * Log in as the user with the PIN in pin_file (see dk_secret_read_pin).
  * Once per token per process; already logged in is success.  A wrong PIN
  * is never retried: DK_ERR_PIN_INCORRECT / _LOCKED / _EXPIRED / _INVALID
- * with detail.  The PIN is wiped before return.
+ * with detail, and every later call on t fails the same way without
+ * trying.  The PIN is wiped before return.
  */
 int hsm_token_login(struct hsm_token *t, const char *pin_file);
 

@@ -51,10 +51,11 @@ struct hsm_token {
 	/*
 	 * Login state is per application and token, and it ends when the last
 	 * session closes: login_session keeps one open while t is open.
-	 * lock protects logged_in and login_session.
+	 * lock protects logged_in, pin_refused and login_session.
 	 */
 	pthread_mutex_t lock;
 	int logged_in;
+	int pin_refused; /* the token refused the PIN: never tried again (tokens lock) */
 	CK_SESSION_HANDLE login_session;
 	int have_login_session;
 };

@@ -205,6 +205,13 @@ hsm_token_login(struct hsm_token *t, const char *pin_file)
 		r = 0;
 		goto out;
 	}
+	if (t->pin_refused) {
+		r = dk_err_set(DK_ERR_PIN_INCORRECT,
+		    "token \"%s\" refused the PIN in %s before; it is not tried again (the token "
+		    "would lock): correct the PIN file and restart dkimkeepd",
+		    t->label, pin_file);
+		goto out;
+	}
 	if ((r = login_precheck(t)) != 0)
 		goto out;
 	if (!t->have_login_session) {
@@ -224,6 +231,9 @@ hsm_token_login(struct hsm_token *t, const char *pin_file)
 	dk_secret_wipe(&pin);
 	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
 		r = hsm_fail(rv, "login to token \"%s\" with the PIN in %s", t->label, pin_file);
+		t->pin_refused = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID ||
+		                 rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_EXPIRED ||
+		                 rv == CKR_PIN_LOCKED;
 		goto out;
 	}
 	t->logged_in = 1;
