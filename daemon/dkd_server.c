@@ -262,8 +262,12 @@ health_main(void *arg)
 {
 	struct health_args *a = arg;
 
-	if (health_reopen(a->t) == 0 &&
-	    (health_probe(a->t) == 0 || (health_reconnect(a->t) == 0 && health_probe(a->t) == 0))) {
+	/*
+	 * Where the module itself lost its token (p11-kit-client.so and its
+	 * server), the login of reopen fails too: initializing again is the cure.
+	 */
+	if ((health_reopen(a->t) == 0 && health_probe(a->t) == 0) ||
+	    (a->t->token != NULL && health_reconnect(a->t) == 0 && health_probe(a->t) == 0)) {
 		dkd_token_up(a->t);
 		/* Handles may have changed while the token was away: list the keys again. */
 		bg_reload_start(a->lp);
