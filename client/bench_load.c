@@ -2,11 +2,11 @@
  * bench_load.c - the socket half of dkimkeep-bench.
  *
  * Each client thread owns one connection and keeps o->inflight requests
- * on it (dkc_sign_queue for each free slot, then dkc_result_recv, which
- * sends them in one write, of whichever answer comes next, and of every
- * other answer already read in), the way an MTA that pipelines would.  Latency is from just before
- * a request is written to just after its answer is read, so it includes the
- * time spent queued in the daemon.
+ * on it, the way an MTA that pipelines would: dkc_sign_queue for each free
+ * slot, then dkc_result_recv (which sends them in one write) for whichever
+ * answer comes next, and for every other answer already read in.  Latency
+ * is from just before a request is queued to just after its answer is
+ * read, so it includes the time spent queued in the daemon.
  */
 #include <sys/resource.h>
 #include <pthread.h>

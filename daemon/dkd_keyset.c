@@ -116,48 +116,37 @@ keyset_pick(const struct dkd_keyset *ks, const char *domain, enum dkim_alg alg,
 
 /*
  * What is missing from a ring, or that its token is down (its keys were not
- * read): the number of problems, each logged when say is set.
+ * read): the number of problems (a missing active key, a missing standby),
+ * each logged when say is set.
  */
 static int
 keyset_warn_ring(const struct dkd_ring *ring, const struct dk_conf_domain *d,
     const struct dkd_token *prim, const struct dkd_token *back, int say)
 {
 	const char *alg = dkim_alg_name(ring->alg);
-	int n = 0;
+	int n = (ring->active == NULL) + (ring->standby == NULL);
 
-	if (ring->active == NULL && prim != NULL && !atomic_load(&prim->up)) {
-		n++;
-		if (say)
-			dk_log_warn(
-			    "domain %s: the primary token \"%s\" is down, its %s key is not "
-			    "loaded; %s until it is back",
-			    d->name, d->primary, alg,
-			    ring->standby != NULL ? "the standby key signs" : "nothing can sign");
-	} else if (ring->active == NULL) {
-		n++;
-		if (say)
-			dk_log_warn(
-			    "domain %s has no active %s key on token \"%s\": run \"dkimkeep "
-			    "key generate --domain %s --alg %s --activate\"",
-			    d->name, alg, d->primary, d->name, alg);
-	}
-	if (ring->standby == NULL && back != NULL && !atomic_load(&back->up)) {
-		n++;
-		if (say)
-			dk_log_warn(
-			    "domain %s: the backup token \"%s\" is down, its standby %s key "
-			    "is not loaded",
-			    d->name, d->backup, alg);
-	} else if (ring->standby == NULL) {
-		n++;
-		if (say)
-			dk_log_warn(
-			    "domain %s has no standby %s key%s%s: a failing primary token "
-			    "stops its mail; run \"dkimkeep key generate --domain %s --alg %s "
-			    "--slot backup\"",
-			    d->name, alg, d->backup ? " on token " : "", d->backup ? d->backup : "",
-			    d->name, alg);
-	}
+	if (!say)
+		return n;
+	if (ring->active == NULL && prim != NULL && !atomic_load(&prim->up))
+		dk_log_warn("domain %s: the primary token \"%s\" is down, its %s key is not "
+		            "loaded; %s until it is back",
+		    d->name, d->primary, alg,
+		    ring->standby != NULL ? "the standby key signs" : "nothing can sign");
+	else if (ring->active == NULL)
+		dk_log_warn("domain %s has no active %s key on token \"%s\": run \"dkimkeep "
+		            "key generate --domain %s --alg %s --activate\"",
+		    d->name, alg, d->primary, d->name, alg);
+	if (ring->standby == NULL && back != NULL && !atomic_load(&back->up))
+		dk_log_warn("domain %s: the backup token \"%s\" is down, its standby %s key is "
+		            "not loaded",
+		    d->name, d->backup, alg);
+	else if (ring->standby == NULL)
+		dk_log_warn("domain %s has no standby %s key%s%s: a failing primary token stops "
+		            "its mail; run \"dkimkeep key generate --domain %s --alg %s --slot "
+		            "backup\"",
+		    d->name, alg, d->backup ? " on token " : "", d->backup ? d->backup : "",
+		    d->name, alg);
 	return n;
 }
 

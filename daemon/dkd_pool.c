@@ -227,26 +227,21 @@ worker_main(void *arg)
 	struct dkd_worker *w = arg;
 	struct dkd_pool *p = w->pool;
 	struct dkd_job *job, *done = NULL, **dt = &done;
-	int ours;
+	int ours, more;
 
 	/* The queue is drained before the threads stop (SIGTERM answers what is queued). */
 	while ((job = pool_next(p, w)) != NULL) {
 		dkd_sign_run(&w->sessions, job);
-		if (pool_done(p, w, job, &ours)) {
-			if (ours) {
-				*dt = job;
-				dt = &job->next;
-			} else {
-				dkd_job_free(job); /* its copy was signed elsewhere */
-			}
-			continue;
-		}
-		/* The batch is done: its jobs go on together. */
+		more = pool_done(p, w, job, &ours);
 		if (ours) {
 			*dt = job;
+			dt = &job->next;
 		} else {
-			dkd_job_free(job);
+			dkd_job_free(job); /* its copy was signed elsewhere */
 		}
+		if (more)
+			continue;
+		/* The batch is done: its jobs go on together. */
 		if (done != NULL)
 			p->finish(done, p->finish_arg);
 		done = NULL;
@@ -446,7 +441,7 @@ dkd_pool_submit(struct dkd_pool *p, struct dkd_job *job)
 		 * before it sleeps); waking a sleeping one as well costs a futex
 		 * call and a context switch, and the two then fight for the lock.
 		 */
-		if (p->spinning == 0 || p->depth > (size_t)p->spinning)
+		if (p->depth > (size_t)p->spinning)
 			pthread_cond_signal(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);

@@ -246,10 +246,9 @@ health_reopen(struct dkd_token *t)
 	if (r == 0)
 		return 0;
 	dkd_token_note(t, r, dk_err_detail());
-	/* A PIN refused, or a PIN file this process cannot read now (after the privilege drop). */
-	if ((r == DK_ERR_PIN_INCORRECT || r == DK_ERR_PIN_LOCKED || r == DK_ERR_PIN_EXPIRED ||
-	        r == DK_ERR_PIN_INVALID || r == DK_ERR_IO || r == DK_ERR_PERM) &&
-	    !atomic_exchange(&t->pin_told, 1))
+	/* E.g. a PIN refused, or a PIN file this process cannot read now (after the privilege
+	 * drop). */
+	if (dkd_token_err_needs_operator(r) && !atomic_exchange(&t->op_told, 1))
 		dk_log_err("token \"%s\" stays down: %s", t->name, dk_err_detail());
 	else
 		dk_log_debug("token \"%s\": still not usable: %s", t->name, dk_err_detail());

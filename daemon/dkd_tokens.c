@@ -35,6 +35,14 @@ out:
 }
 
 int
+dkd_token_err_needs_operator(int err)
+{
+	return err == DK_ERR_PIN_INCORRECT || err == DK_ERR_PIN_LOCKED ||
+	       err == DK_ERR_PIN_EXPIRED || err == DK_ERR_PIN_INVALID || err == DK_ERR_IO ||
+	       err == DK_ERR_PERM || err == DK_ERR_MODULE;
+}
+
+int
 dkd_token_reopen(struct dkd_token *tok, const struct dk_conf_token *ct)
 {
 	struct hsm_token *ht = tok->token;
@@ -81,9 +89,7 @@ dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_tokens *o
 			continue;
 		}
 		/* A PIN problem never becomes "down, retry later": tokens lock. */
-		if (!allow_down || r == DK_ERR_PIN_INCORRECT || r == DK_ERR_PIN_LOCKED ||
-		    r == DK_ERR_PIN_EXPIRED || r == DK_ERR_PIN_INVALID || r == DK_ERR_IO ||
-		    r == DK_ERR_PERM || r == DK_ERR_MODULE) {
+		if (!allow_down || dkd_token_err_needs_operator(r)) {
 			dk_err_set(r, "[token %s]: %s", tok->name,
 			    dk_err_detail()[0] ? dk_err_detail() : dk_strerror(r));
 			goto out;

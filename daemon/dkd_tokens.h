@@ -24,7 +24,7 @@ struct dkd_token {
 	atomic_llong since;     /* UNIX time of the last up/down transition */
 	atomic_ullong errors;   /* failures seen */
 	atomic_int checking;    /* a health check thread is running */
-	atomic_int pin_told;    /* the token's refusal of the PIN was logged */
+	atomic_int op_told;     /* a dkd_token_err_needs_operator() error of a check was logged */
 	atomic_uint generation; /* bumped on every down: workers reopen sessions */
 	pthread_mutex_t lock;   /* protects last_error */
 	char last_error[256];
@@ -52,6 +52,12 @@ int dkd_tokens_open(const struct dk_conf *conf, int allow_down, struct dkd_token
 void dkd_tokens_close(struct dkd_tokens *t);
 struct dkd_token *dkd_tokens_find(struct dkd_tokens *t, const char *name);
 
+/*
+ * 1 for an error no retry cures, which the operator must act on: a PIN the
+ * token refused (tokens lock), a PIN file that cannot be read, a module
+ * that does not load.
+ */
+int dkd_token_err_needs_operator(int err);
 /*
  * For a health check of a down token: find it when it was never found
  * since start, and log in when it never was (one attempt; a PIN the token

@@ -195,7 +195,7 @@ dkim_body_init(struct dkim_body *b, enum dkim_canon c)
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	if (dkim_sha256() == NULL || EVP_DigestInit_ex(b->md, dkim_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(b->md, dkim_sha256(), NULL) != 1) {
 		r = dk_err_set(DK_ERR_INTERNAL, "SHA-256 init failed");
 		goto out;
 	}

@@ -41,7 +41,8 @@ int dkim_domain_ok(const char *s, size_t n, int allow_us);
  * SHA-256, fetched from OpenSSL's default provider once per process.
  * EVP_DigestInit_ex(EVP_sha256()) fetches it again on every call under
  * the provider store's lock, which SoftHSM's own OpenSSL calls in the
- * other workers contend for.  NULL when the fetch failed.
+ * other workers contend for.  NULL when the fetch failed (EVP_DigestInit_ex
+ * then fails: no digest).
  */
 struct evp_md_st;
 const struct evp_md_st *dkim_sha256(void);

@@ -633,7 +633,7 @@ dkim_hash_headers(const struct dkim_headers *h, const char *hlist, enum dkim_can
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
-	if (dkim_sha256() == NULL || EVP_DigestInit_ex(md, dkim_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(md, dkim_sha256(), NULL) != 1) {
 		r = dk_err_set(DK_ERR_INTERNAL, "SHA-256 init failed");
 		goto out;
 	}
