@@ -125,7 +125,7 @@ hmac_create(struct hsm_session *s, CK_OBJECT_HANDLE *out)
 	hsm_tmpl_add(&t, CKA_LABEL, HSM_AUDIT_HMAC_LABEL, strlen(HSM_AUDIT_HMAC_LABEL));
 	if (t.overflow)
 		return DK_ERR_INTERNAL;
-	rv = s->t->m->f->C_GenerateKey(s->h, &mech, t.a, t.n, out);
+	rv = hsm_store_generate(s, &mech, t.a, t.n, out);
 	if (rv != CKR_OK)
 		return hsm_fail(
 		    rv, "token \"%s\": generating the audit HMAC key (C_GenerateKey)", s->t->label);
@@ -150,8 +150,7 @@ pair_create(struct hsm_session *s, CK_OBJECT_HANDLE *priv, CK_OBJECT_HANDLE *pub
 	hsm_tmpl_add(&tpub, CKA_EC_PARAMS, hsm_ed25519_oid, sizeof(hsm_ed25519_oid));
 	if (tpriv.overflow || tpub.overflow)
 		return DK_ERR_INTERNAL;
-	rv =
-	    s->t->m->f->C_GenerateKeyPair(s->h, &mech, tpub.a, tpub.n, tpriv.a, tpriv.n, pub, priv);
+	rv = hsm_store_generate_pair(s, &mech, &tpub, &tpriv, pub, priv);
 	if (rv != CKR_OK)
 		return hsm_fail(rv,
 		    "token \"%s\": generating the audit Ed25519 key pair (C_GenerateKeyPair)",
@@ -454,7 +453,7 @@ anchor_create(struct hsm_session *s, const struct hsm_audit_anchor *a, CK_OBJECT
 	hsm_tmpl_add(&t, CKA_VALUE, text, (size_t)n);
 	if (t.overflow)
 		return DK_ERR_INTERNAL;
-	rv = s->t->m->f->C_CreateObject(s->h, t.a, t.n, out);
+	rv = hsm_store_create(s, t.a, t.n, out);
 	if (rv != CKR_OK)
 		return hsm_fail(
 		    rv, "token \"%s\": writing the audit anchor (C_CreateObject)", s->t->label);

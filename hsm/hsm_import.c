@@ -164,13 +164,13 @@ create_pair(struct hsm_session *s, struct hsm_tmpl *tpriv, struct hsm_tmpl *tpub
 
 	if (tpriv->overflow || tpub->overflow)
 		return DK_ERR_INTERNAL;
-	rv = s->t->m->f->C_CreateObject(s->h, tpriv->a, tpriv->n, priv);
+	rv = hsm_store_create(s, tpriv->a, tpriv->n, priv);
 	if (rv != CKR_OK)
 		return hsm_fail(
 		    rv, "token \"%s\": importing the private key (C_CreateObject)", s->t->label);
-	rv = s->t->m->f->C_CreateObject(s->h, tpub->a, tpub->n, pub);
+	rv = hsm_store_create(s, tpub->a, tpub->n, pub);
 	if (rv != CKR_OK) {
-		(void)s->t->m->f->C_DestroyObject(s->h, *priv);
+		(void)hsm_store_destroy(s, *priv);
 		return hsm_fail(
 		    rv, "token \"%s\": importing the public key (C_CreateObject)", s->t->label);
 	}

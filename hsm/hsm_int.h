@@ -39,6 +39,7 @@ struct hsm_module {
 	 */
 	int own;
 	_Atomic unsigned epoch;
+	int store_fd; /* SoftHSM's token directory, locked around changes (hsm_store.c); or -1 */
 	struct hsm_module *next;
 };
 
@@ -176,5 +177,22 @@ int hsm_key_evp(struct hsm_session *s, const struct hsm_key *k, EVP_PKEY **out);
 
 /* DER of the Ed25519 OID 1.3.101.112 (RFC 8410), the CKA_EC_PARAMS of our keys. */
 extern const uint8_t hsm_ed25519_oid[5];
+
+/* ---- hsm_store.c: every call that adds or removes token objects ---- */
+
+/* After C_Initialize: m->store_fd, the lock of a SoftHSM module's token directory (or -1). */
+void hsm_store_open(struct hsm_module *m);
+void hsm_store_close(struct hsm_module *m);
+/*
+ * C_CreateObject, C_DestroyObject, C_GenerateKey and C_GenerateKeyPair on
+ * s, each under the host's lock of a SoftHSM store after a search that
+ * brings this process's view of the token up to date.
+ */
+CK_RV hsm_store_create(struct hsm_session *s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *o);
+CK_RV hsm_store_destroy(struct hsm_session *s, CK_OBJECT_HANDLE o);
+CK_RV hsm_store_generate(
+    struct hsm_session *s, CK_MECHANISM *mech, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *o);
+CK_RV hsm_store_generate_pair(struct hsm_session *s, CK_MECHANISM *mech, struct hsm_tmpl *pub,
+    struct hsm_tmpl *priv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv);
 
 #endif /* HSM_INT_H */

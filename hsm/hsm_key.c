@@ -118,8 +118,8 @@ hsm_key_finish(struct hsm_session *s, enum hsm_key_type type, unsigned bits,
 
 	if ((r = hsm_meta_create(s, id, meta, 0, &data)) != 0) {
 		/* Nothing half-made stays behind; the metadata error is the one reported. */
-		(void)s->t->m->f->C_DestroyObject(s->h, priv);
-		(void)s->t->m->f->C_DestroyObject(s->h, pub);
+		(void)hsm_store_destroy(s, priv);
+		(void)hsm_store_destroy(s, pub);
 		return r;
 	}
 	memset(out, 0, sizeof(*out));
@@ -154,8 +154,7 @@ generate_pair(struct hsm_session *s, enum hsm_key_type type, CK_ULONG bits,
 	}
 	if (tpriv.overflow || tpub.overflow)
 		return DK_ERR_INTERNAL;
-	rv =
-	    s->t->m->f->C_GenerateKeyPair(s->h, &mech, tpub.a, tpub.n, tpriv.a, tpriv.n, pub, priv);
+	rv = hsm_store_generate_pair(s, &mech, &tpub, &tpriv, pub, priv);
 	if (rv != CKR_OK)
 		return hsm_fail(rv,
 		    "token \"%s\": generating the %s key pair %s (C_GenerateKeyPair)", s->t->label,

@@ -89,7 +89,7 @@ hsm_lease_create(struct hsm_session *s, const char *label, const char *value, un
 	hsm_tmpl_add(&t, CKA_VALUE, value, strlen(value));
 	if (t.overflow)
 		return DK_ERR_INTERNAL;
-	rv = s->t->m->f->C_CreateObject(s->h, t.a, t.n, &o);
+	rv = hsm_store_create(s, t.a, t.n, &o);
 	if (rv != CKR_OK)
 		return hsm_fail(
 		    rv, "token \"%s\": writing the rotation lease (C_CreateObject)", s->t->label);
@@ -100,7 +100,7 @@ hsm_lease_create(struct hsm_session *s, const char *label, const char *value, un
 int
 hsm_lease_destroy(struct hsm_session *s, unsigned long obj)
 {
-	CK_RV rv = s->t->m->f->C_DestroyObject(s->h, obj);
+	CK_RV rv = hsm_store_destroy(s, obj);
 
 	/* Another process removed it first (an expired lease): the same outcome. */
 	if (rv == CKR_OK || rv == CKR_OBJECT_HANDLE_INVALID)

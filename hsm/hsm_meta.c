@@ -313,7 +313,7 @@ hsm_meta_create(struct hsm_session *s, const uint8_t id[HSM_KEY_ID_LEN],
 	hsm_tmpl_add(&t, CKA_APPLICATION, HSM_APPLICATION, strlen(HSM_APPLICATION));
 	hsm_tmpl_add(&t, CKA_LABEL, hex, strlen(hex));
 	hsm_tmpl_add(&t, CKA_VALUE, text.data, text.len);
-	rv = s->t->m->f->C_CreateObject(s->h, t.a, t.n, out);
+	rv = hsm_store_create(s, t.a, t.n, out);
 	if (rv != CKR_OK) {
 		r = hsm_fail(rv, "token \"%s\": writing the metadata of key %s (C_CreateObject)",
 		    s->t->label, hex);

@@ -88,6 +88,8 @@ module_init(const char *path, struct hsm_module *m)
 	} else {
 		m->finalize = 1;
 	}
+	if (m->store_fd < 0)
+		hsm_store_open(m);
 	return 0;
 }
 
@@ -100,6 +102,7 @@ module_free(struct hsm_module *m)
 		(void)m->f->C_Finalize(NULL);
 	if (m->dl != NULL)
 		dlclose(m->dl);
+	hsm_store_close(m);
 	free(m->path);
 	free(m);
 }
@@ -127,7 +130,12 @@ hsm_module_open(const char *path, struct hsm_module **out)
 			goto out;
 		}
 	}
-	if ((m = calloc(1, sizeof(*m))) == NULL || (m->path = strdup(canon)) == NULL) {
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	m->store_fd = -1;
+	if ((m->path = strdup(canon)) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}
@@ -165,7 +173,12 @@ hsm_module_open_own(const char *path, struct hsm_module **out)
 	if (path == NULL || path[0] == '\0' || realpath(path, canon) == NULL)
 		return hsm_module_open(path, out); /* the same errors */
 	pthread_mutex_lock(&modules_lock);
-	if ((m = calloc(1, sizeof(*m))) == NULL || (m->path = strdup(canon)) == NULL) {
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		r = DK_ERR_NOMEM;
+		goto out;
+	}
+	m->store_fd = -1;
+	if ((m->path = strdup(canon)) == NULL) {
 		r = DK_ERR_NOMEM;
 		goto out;
 	}

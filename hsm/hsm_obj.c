@@ -172,7 +172,7 @@ hsm_destroy(struct hsm_session *s, CK_OBJECT_HANDLE o, const char *what)
 {
 	CK_RV rv;
 
-	rv = s->t->m->f->C_DestroyObject(s->h, o);
+	rv = hsm_store_destroy(s, o);
 	if (rv == CKR_OK || rv == CKR_OBJECT_HANDLE_INVALID)
 		return 0;
 	return hsm_fail(rv, "token \"%s\": destroying %s", s->t->label, what);

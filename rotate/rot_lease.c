@@ -11,7 +11,10 @@
  * listing), both apply the same order (smallest id) to the same pair, and
  * exactly one wins.  No clock is compared between hosts except for expiry,
  * which only matters when taking over from a holder that stopped renewing,
- * and carries l->skew of margin.
+ * and carries l->skew of margin.  This needs listings that hold every
+ * object made before them: SoftHSM's file store gives that to dkimkeep's
+ * processes only through hsm/hsm_store.c (without it, two "key step" both
+ * won: each deciding listing missed the other's object).
  *
  * Operators ("dkimkeep key ...", l->op) decide among themselves the same
  * way, and go before daemons: a daemon neither creates nor wins while an

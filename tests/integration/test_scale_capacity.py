@@ -41,6 +41,8 @@ DAEMONS = int(os.environ.get("DKIMKEEP_SCALE_DAEMONS", "4"))
 # Searches one rotation step may make on one token: the lease (look, and a settle
 # listing when it is taken) and the key listing (three searches).  A load of the
 # rings (at start, after the first step, after a token came back) is three more.
+# Each change to a SoftHSM token (the lease object made or renewed) adds one search
+# (hsm/hsm_store.c); steps that only look leave the bound that slack.
 STEP_SEARCHES = 5
 LOAD_SEARCHES = 3
 BATCH = 64

@@ -321,9 +321,10 @@ class LeaseRace(EnvTestCase):
                                       env=e.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                      for _ in range(3)]
             outs = [p.communicate(timeout=120) for p in procs]
-            for p, (out, err) in zip(procs, outs):
+            for i, (p, (out, err)) in enumerate(zip(procs, outs)):
                 self.assertIn(p.returncode, (0, 75), err.decode(errors="replace"))
-                moves += [x["event"] for x in json.loads(out) if x["event"] in moving]
+                moves += [(x["event"], f'round {rounds} step {i} {x["time"]} {x["selector"]}: '
+                           f'{x["text"]}') for x in json.loads(out) if x["event"] in moving]
                 driven += b"waiting for the rotation lease" in err
             ks = keys(e)
             active = [k["selector"] for k in ks if k["state"] == "active"]
@@ -333,8 +334,10 @@ class LeaseRace(EnvTestCase):
                 break
             time.sleep(0.5)
         self.assertEqual([(k["selector"], k["state"]) for k in keys(e)], [(new, "active")])
+        made = [m for m, _ in moves]
         for m in ("activated", "retired", "revoked", "destroyed"):
-            self.assertEqual(moves.count(m), 1, f"{m} made {moves.count(m)} times: {moves}")
+            self.assertEqual(made.count(m), 1, f"{m} made {made.count(m)} times:\n" +
+                             "\n".join(f"{m}, {how}" for m, how in moves))
         # Started together, they cannot all have had the lease at once: some waited.
         self.assertGreater(driven, 0, "no step ever waited for the lease")
         self.assertNotEqual(old, new)
