@@ -411,7 +411,7 @@ class FailClosed(AuditCase):
 
     def test_missing_directory_refused_at_start(self):
         log = self.e.path("no-such-dir", "audit.jsonl")
-        w = self.world(log=log, start=False)
+        self.world(log=log, start=False)
         cp = self.e.run([prog("dkimkeepd"), "-c", self.e.conf, "--check"], check=EX_CONFIG)
         self.assertIn(b"audit_log", cp.stderr)
         self.assertIn(b"no-such-dir", cp.stderr)

@@ -766,7 +766,7 @@ class Drill(EnvTestCase):
         self.assertEqual({k["problem"] for k in d["keys"]}, {"dns_error"})
 
     def test_missing_standby_algorithm_and_failing_backup_token(self):
-        w = World(self.e, algs=("rsa-sha256",), extra="")
+        World(self.e, algs=("rsa-sha256",), extra="")
         with open(self.e.conf) as f:
             text = f.read()
         self.e.write_config(text.replace("algorithms = rsa-sha256\n",

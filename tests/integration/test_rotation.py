@@ -384,7 +384,7 @@ name=$(cut -d' ' -f1 {self.knot.tsig_file}); sec=$(cut -d' ' -f3 {self.knot.tsig
             self.daemon()
             wait_for(self.blocked, f"the daemon's step blocks in {action}")
             kill_group(self.d)
-            sel = self.assert_signable()
+            self.assert_signable()
             out = self.w.sign(b"From: a@example.com\r\nTo: b@example.net\r\nSubject: s\r\n\r\nx\r\n",
                               "--socket", e.socket, check=None)
             self.assertNotEqual(out.returncode, 0)  # the daemon is dead; the token decides
