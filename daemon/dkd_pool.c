@@ -7,7 +7,8 @@
  * the job at the front (it is signed again with the standby key), and
  * starts a spare worker so the pool keeps its strength.  When the stuck
  * call returns, its worker drops the abandoned job and, being surplus,
- * retires.
+ * retires.  The watchdog looks every WATCHDOG_TICK_MS while a worker holds
+ * a job, and sleeps without waking while none does.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -80,7 +81,8 @@ struct dkd_pool {
 	struct dkd_worker *workers;
 	pthread_t watchdog;
 	int watchdog_started;
-	pthread_cond_t wd_cond; /* stopping, for the watchdog */
+	pthread_cond_t wd_cond; /* stopping, or a job taken while the watchdog is idle */
+	int wd_idle;            /* the watchdog sleeps until a worker takes a job */
 };
 
 static void *worker_main(void *arg);
@@ -116,6 +118,15 @@ pool_spin(struct dkd_pool *p)
 out:
 	pthread_mutex_lock(&p->lock);
 	p->spinning--;
+}
+
+/* w signs job from now on (pool lock held); an idle watchdog starts watching again. */
+static void
+pool_set_current(struct dkd_pool *p, struct dkd_worker *w, struct dkd_job *job)
+{
+	w->current = job;
+	if (p->wd_idle)
+		pthread_cond_signal(&p->wd_cond);
 }
 
 /* Move the queued jobs of job's connection behind it into w->batch (pool lock held). */
@@ -155,7 +166,7 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 		/* The rest of the batch: the worker still counts as busy. */
 		w->batch = job->next;
 		job->next = NULL;
-		w->current = job;
+		pool_set_current(p, w, job);
 		pthread_mutex_unlock(&p->lock);
 		return job;
 	}
@@ -171,7 +182,7 @@ pool_next(struct dkd_pool *p, struct dkd_worker *w)
 				p->tail = NULL;
 			p->depth--;
 			job->next = NULL;
-			w->current = job;
+			pool_set_current(p, w, job);
 			pool_take_batch(p, w, job);
 			break;
 		}
@@ -341,6 +352,19 @@ pool_rescue(struct dkd_pool *p, struct dkd_worker *w, struct dkd_token *tok, uin
 		    dk_err_detail());
 }
 
+/* Is a worker (not one already declared stuck) signing a job?  Pool lock held. */
+static int
+pool_any_current(const struct dkd_pool *p)
+{
+	int i;
+
+	for (i = 0; i < p->nslots; i++) {
+		if (p->workers[i].current != NULL && !p->workers[i].stuck)
+			return 1;
+	}
+	return 0;
+}
+
 static void *
 watchdog_main(void *arg)
 {
@@ -351,8 +375,16 @@ watchdog_main(void *arg)
 	uint64_t since, now;
 	int i;
 
+	(void)pthread_setname_np(pthread_self(), "dkd-watchdog"); /* top -H, /proc/PID/task */
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
+		if (!pool_any_current(p)) {
+			/* Nothing is being signed: sleep until a job is taken, not tick by tick. */
+			p->wd_idle = 1;
+			pthread_cond_wait(&p->wd_cond, &p->lock);
+			p->wd_idle = 0;
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += WATCHDOG_TICK_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {

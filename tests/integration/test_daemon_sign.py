@@ -231,6 +231,37 @@ class Status(EnvTestCase):
                       "told above)", err)
 
 
+def thread_switches(pid, name):
+    """Voluntary context switches (sleeps) so far of the thread of pid called name."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() != name:
+                continue
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    raise AssertionError(f"no thread {name} in process {pid}")
+
+
+class Idle(EnvTestCase):
+    def test_watchdog_sleeps_while_nothing_is_signed(self):
+        """The watchdog looks at the workers every 50 ms only while one holds a job: an
+        idle daemon's watchdog thread stays asleep (it woke 20 times a second), and the
+        next request wakes it (its rescue of a hung signature: test_failover)."""
+        w = World(self.e)
+        w.start()
+        msg = open(CORPUS[0], "rb").read()
+        w.verify(w.sign(msg).stdout)
+        before = thread_switches(w.daemon.pid, "dkd-watchdog")
+        time.sleep(2)
+        idle = thread_switches(w.daemon.pid, "dkd-watchdog") - before
+        self.assertLessEqual(idle, 2, f"the idle watchdog woke {idle} times in 2 s")
+        w.verify(w.sign(msg).stdout)
+        after = thread_switches(w.daemon.pid, "dkd-watchdog")
+        self.assertGreater(after, before + idle, "a request did not wake the watchdog")
+
+
 class Abuse(EnvTestCase):
     """Bad peers never crash the daemon, and everyone else keeps being served."""
 
