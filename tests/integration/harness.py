@@ -27,8 +27,10 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG =
 # token.  What the tests prove stays the same (a failover with no failed
 # request).  health_interval is not scaled: it is a cadence, not a deadline,
 # and the failover tests count the health checks made while a fault lasts.
-# Tests never assert time.
+# Tests never assert time.  Many tests read the config back, edit it and write
+# it again: a scaled config ends with SCALED_MARK, and is never scaled twice.
 TIME_SCALE = float(os.environ.get("DKIMKEEP_TEST_TIME_SCALE") or 1)
+SCALED_MARK = "# sign_timeout_ms scaled by DKIMKEEP_TEST_TIME_SCALE (tests/integration/harness.py)\n"
 
 # ci/test's sanitizer stage may give the programs the tests start other
 # LeakSanitizer options than tests/integration/CMakeLists.txt fixed at
@@ -51,25 +53,21 @@ def wait_for(pred, what, timeout=WAIT, step=0.1):
     raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
-def scale_times(text, scale=None, health=False):
-    """Config text with sign_timeout_ms scaled by TIME_SCALE (and health_interval
-    when health=True)."""
+def scale_times(text, scale=None):
+    """Config text with sign_timeout_ms scaled by TIME_SCALE, once: text that
+    carries SCALED_MARK is returned as it is."""
     import re
     scale = TIME_SCALE if scale is None else scale
-    if scale == 1:
+    if scale == 1 or SCALED_MARK in text:
         return text
-    units = {"": 1, "s": 1, "m": 60, "h": 3600}
 
     def ms(m):
         return f"{m.group(1)}{max(10, round(int(m.group(2)) * scale))}"
-
-    def dur(m):
-        secs = int(m.group(2)) * units[m.group(3)]
-        return f"{m.group(1)}{max(1, round(secs * scale))}s"
     text = re.sub(r"(?m)^(\s*sign_timeout_ms\s*=\s*)(\d+)\s*$", ms, text)
-    if health:
-        text = re.sub(r"(?m)^(\s*health_interval\s*=\s*)(\d+)(s|m|h|)\s*$", dur, text)
-    return text
+    # At the end, so that the line numbers in config errors stay those of the test's text.
+    if not text:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + SCALED_MARK
 
 
 def prog(name):

@@ -26,15 +26,16 @@ from daemon_harness import World, RawClient, frame, selectors_of, sign_request, 
 
 MSG = open(os.path.join(DATA, "messages", "01-plain-crlf.eml"), "rb").read()
 # Checks of down tokens every second; a C_Sign slower than a second fails over.
-RING_DAEMON = "health_interval = 1s\nsign_timeout_ms = 1000\n"
+RING_DAEMON = "health_interval = 1s\nsign_timeout_ms = {sign_timeout_ms}\n"
 
 
 class RingWorld(World):
     """World with short health checks, the daemon's log in a file (read while it runs),
     and with fault=True the tokens reached through p11fault in front of SoftHSM."""
 
-    def __init__(self, env, fault=False, extra_daemon="", **kw):
-        super().__init__(env, extra_daemon=RING_DAEMON + extra_daemon, **kw)
+    def __init__(self, env, fault=False, extra_daemon="", sign_timeout_ms=1000, **kw):
+        super().__init__(env, extra_daemon=RING_DAEMON.format(sign_timeout_ms=sign_timeout_ms)
+                         + extra_daemon, **kw)
         self.control = env.path("p11fault.control")
         self.stats_path = env.path("p11fault.stats")
         self.logfile = env.path("dkimkeepd.log")
@@ -368,22 +369,25 @@ class HungBatch(FailoverCase):
         first of them hangs in C_Sign, the rest of its batch must go back to the
         queue and be signed with the standby keys while the token is still hung,
         not wait in the stuck worker until the hang ends."""
-        # One algorithm: one C_Sign per request, so A's and B's calls all start
-        # before the hang is written.
-        w = self.world(algs=("ed25519-sha256",))
+        # One algorithm: one C_Sign per request.  Counted, not timed: the first
+        # two C_Sign calls on the primary (A's and B's) are slow, the third (the
+        # batch's first) hangs whenever it comes.  A slow call stays well inside
+        # the sign_timeout; the hang lasts until the rules are emptied.
+        w = self.world(algs=("ed25519-sha256",), sign_timeout_ms=3000)
         hdr, body = split_message(MSG)
-        w.rules("C_Sign delay 700 token=dk-primary\n")
-        # Both workers busy for 700 ms each: C's four requests queue behind them,
-        # read in one go, and the first worker free takes them as one batch.
+        w.rules("C_Sign delay 1000 token=dk-primary\n"
+                "C_Sign after 3 hang token=dk-primary\n")
         # 30 s: far past the sign_timeout, far short of the hang (until repaired).
         a, b, c = (RawClient(w.e.socket, timeout=30) for _ in range(3))
         self.addCleanup(lambda: [x.close() for x in (a, b, c)])
         a.send(frame(sign_request(1, hdr, body)))
         b.send(frame(sign_request(2, hdr, body)))
-        time.sleep(0.15)
+        # Both workers are inside their slow C_Sign: C's four requests queue
+        # behind them, read in one go, and the first worker free takes them as
+        # one batch.
+        wait_for(lambda: w.stats().get("C_Sign.delayed", 0) >= 2,
+                 "A's and B's C_Sign calls are under way")
         c.send(b"".join(frame(sign_request(10 + i, hdr, body)) for i in range(4)))
-        time.sleep(0.15)
-        w.rules("C_Sign hang token=dk-primary\n")  # before the batch's first C_Sign
         for cl, rid in ((a, 1), (b, 2)):
             r = cl.recv_response()
             self.assertEqual((r["id"], r["status"]), (rid, "OK"), r)

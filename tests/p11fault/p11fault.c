@@ -22,6 +22,7 @@
  *     every RV      every matching call fails with RV
  *     nth N RV      the Nth matching call fails with RV, once (N counts from 1)
  *     after N RV    the Nth matching call and every one after it fail with RV
+ *                   (for both, RV "hang": the call hangs as with hang below)
  *     delay MS      every matching call waits MS milliseconds (at most 600000),
  *                   then goes on
  *     hang          every matching call blocks until its rule is no longer in
@@ -38,6 +39,7 @@
  *     C_Login every CKR_PIN_INCORRECT
  *     C_FindObjects delay 200
  *     C_Sign hang token=dk-primary
+ *     C_Sign after 3 hang token=dk-primary
  *
  * Counting: a rule counts the calls that match it from the moment it is
  * first read.  When the file changes, a rule whose line is unchanged (words

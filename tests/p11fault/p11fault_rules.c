@@ -46,6 +46,7 @@ struct rule {
 	enum action act;
 	unsigned long n; /* N of nth/after, milliseconds of delay */
 	CK_RV rv;
+	int hangs; /* nth/after: the call hangs (RV "hang") instead of failing */
 	atomic_ulong seen; /* matching calls since the rule was first read */
 };
 
@@ -84,7 +85,8 @@ static size_t nlabels;
 /* Serializes writes of the statistics file. */
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_llong stats_written_ms = -1;
-static atomic_ulong calls[P11F_NFUNCS], injected[P11F_NFUNCS], control_errors;
+static atomic_ulong calls[P11F_NFUNCS], injected[P11F_NFUNCS], delayed[P11F_NFUNCS];
+static atomic_ulong control_errors;
 
 static const struct {
 	const char *name;
@@ -275,8 +277,12 @@ parse_action(char **w, size_t nw, struct rule *ru, size_t lineno)
 			bad_line(lineno, "\"%s\" is not a count from 1 to %lu", w[1], COUNT_MAX);
 			return -1;
 		}
+		if (strcmp(w[2], "hang") == 0) {
+			ru->hangs = 1;
+			return 0;
+		}
 		if (parse_rv(w[2], &ru->rv) != 0) {
-			bad_line(lineno, "\"%s\" is not a CKR_ name or a number", w[2]);
+			bad_line(lineno, "\"%s\" is not a CKR_ name, a number or \"hang\"", w[2]);
 			return -1;
 		}
 		return 0;
@@ -613,10 +619,13 @@ p11f_enter(int fn, enum p11f_scope scope, unsigned long handle, CK_RV *rv)
 			fail = 1;
 			break;
 		case ACT_NTH:
-			fail = seen == ru->n;
-			break;
 		case ACT_AFTER:
-			fail = seen >= ru->n;
+			if (ru->act == ACT_NTH ? seen != ru->n : seen < ru->n)
+				break;
+			if (ru->hangs)
+				hang = ru->serial;
+			else
+				fail = 1;
 			break;
 		case ACT_DELAY:
 			delay = delay + ru->n > DELAY_MAX_MS ? DELAY_MAX_MS : delay + ru->n;
@@ -629,9 +638,12 @@ p11f_enter(int fn, enum p11f_scope scope, unsigned long handle, CK_RV *rv)
 			*rv = ru->rv;
 	}
 	pthread_rwlock_unlock(&rules_lock);
-	if (delay > 0)
+	/* A test waits for this call to be counted: say so before sleeping or hanging. */
+	if (delay > 0) {
+		atomic_fetch_add(&delayed[fn], 1);
+		p11f_stats_write(1);
 		sleep_ms(delay);
-	/* A test waits for this call to be counted: say so before hanging, not after. */
+	}
 	if (hang != 0)
 		p11f_stats_write(1);
 	while (hang != 0) {
@@ -679,6 +691,8 @@ p11f_stats_write(int force)
 			fprintf(f, "%s %lu\n", p11f_func_name(i), c);
 		if ((c = atomic_load(&injected[i])) > 0)
 			fprintf(f, "%s.injected %lu\n", p11f_func_name(i), c);
+		if ((c = atomic_load(&delayed[i])) > 0)
+			fprintf(f, "%s.delayed %lu\n", p11f_func_name(i), c);
 	}
 	if ((c = atomic_load(&control_errors)) > 0)
 		fprintf(f, "control_errors %lu\n", c);
