@@ -46,7 +46,7 @@ struct rule {
 	enum action act;
 	unsigned long n; /* N of nth/after, milliseconds of delay */
 	CK_RV rv;
-	int hangs; /* nth/after: the call hangs (RV "hang") instead of failing */
+	int hangs;         /* nth/after: the call hangs (RV "hang") instead of failing */
 	atomic_ulong seen; /* matching calls since the rule was first read */
 };
 
