@@ -240,6 +240,7 @@ worker_main(void *arg)
 	struct dkd_job *job, *done = NULL, **dt = &done;
 	int ours, more;
 
+	(void)pthread_setname_np(pthread_self(), "dkd-worker"); /* top -H, /proc/PID/task */
 	/* The queue is drained before the threads stop (SIGTERM answers what is queued). */
 	while ((job = pool_next(p, w)) != NULL) {
 		dkd_sign_run(&w->sessions, job);

@@ -18,8 +18,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import EnvTestCase, wait_for
-from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, sign_request,
+from harness import BUILD, EnvTestCase, wait_for
+from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, pb_field, sign_request,
                             split_message, open_fds, nofile_limits)
 from test_audit import records, sign_request_mid, msg as audit_msg
 
@@ -161,7 +161,7 @@ class SlowAndVanishing(LoadCase):
 
     def test_lagging_reader_gets_every_answer_whole(self):
         """A caller that pipelines hundreds of requests and reads nothing for a while:
-        its socket fills, answers written in part by a worker go on through the loop,
+        its socket fills, answers written in part go on through the loop's buffer,
         and every answer arrives whole (no torn or mixed frames); afterwards the
         connection serves one request at a time as before."""
         w = self.world(workers=2)
@@ -199,6 +199,69 @@ class SlowAndVanishing(LoadCase):
             c.send(frame(sign_request(40000 + i, *split_message(m))))
             self.assertIsNone(self.dkimpy.check(m, c.recv_response()))
         c.close()
+
+    def test_answers_sent_in_part_stay_whole(self):
+        """The daemon's sockets take 100 bytes of an answer and then are full
+        (tests/tools/short_send.c, preloaded into it): the rest of every answer,
+        and the answers after it, go out through the loop's buffer in order, and
+        a pipelining caller (its status requests answered by the loop itself
+        among the signatures) and a one-at-a-time caller both get every answer
+        whole, each exactly once."""
+        shim = os.path.join(BUILD, "tests", "tools", "short_send.so")
+        log = self.e.path("short_send.log")
+        w = self.world(workers=2)
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        w.start(env={"LD_PRELOAD": shim, "SHORT_SEND_MAX": "100", "SHORT_SEND_LOG": log,
+                     # the shim comes before the sanitizer's runtime in a sanitized build
+                     "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"})
+        n = 400
+        msgs = {i: message(50000 + i) for i in range(n)}
+        # Status requests among them: answers the loop makes without a worker.
+        status_ids = [80000 + i for i in range(0, n, 4)]
+        c = RawClient(self.e.socket, timeout=120)
+        got, errs = {}, []
+
+        def read_all():
+            try:
+                for _ in range(n + len(status_ids)):
+                    r = c.recv_response()
+                    if r is None:
+                        errs.append("the daemon closed the connection")
+                        return
+                    if r["id"] in got:
+                        errs.append(f"answer {r['id']} twice")
+                    got[r["id"]] = r
+            except (OSError, ValueError) as e:  # ValueError: a torn frame fails to decode
+                errs.append(repr(e))
+
+        t = threading.Thread(target=read_all)
+        t.start()
+        for i in range(n):
+            c.send(frame(sign_request(50000 + i, *split_message(msgs[i]))))
+            if i % 4 == 0:
+                c.send(frame(pb_field(1, 80000 + i) + pb_field(3, b"")))
+        one = RawClient(self.e.socket, timeout=120)
+        for i in range(30):  # one at a time meanwhile, on another connection
+            m = message(60000 + i)
+            one.send(frame(sign_request(60000 + i, *split_message(m))))
+            self.assertIsNone(self.dkimpy.check(m, one.recv_response()))
+        t.join(timeout=300)
+        self.assertFalse(t.is_alive(), "the answers did not all come")
+        self.assertEqual(errs, [])
+        self.assertEqual(sorted(got), [50000 + i for i in range(n)] + status_ids)
+        for i in range(n):
+            self.assertEqual(got[50000 + i]["status"], "OK", got[50000 + i])
+            self.assertIsNone(self.dkimpy.check(msgs[i], got[50000 + i]))
+        for rid in status_ids:
+            self.assertEqual(got[rid]["status"], "OK", got[rid])
+        c.close()
+        one.close()
+        # The loop's sends were cut short (the shim worked), and only the loop sends.
+        with open(log) as f:
+            cuts = f.read().split()
+        self.assertGreater(cuts.count("dkimkeepd"), 0, set(cuts))
+        self.assertEqual(set(cuts), {"dkimkeepd"})
+        self.assertTrue(w.alive())
 
     def test_vanishing_clients(self):
         """Clients that send half a frame and go, or a whole request and go before the
