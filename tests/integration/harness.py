@@ -186,9 +186,20 @@ class Env:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def has_failed(tc):
+    """In a cleanup of TestCase tc: whether the test has failed or erred so far (to
+    print logs only then).  unittest's _outcome.success is still True in cleanups
+    on Python 3.11, so the result's lists are looked at."""
+    res = getattr(getattr(tc, "_outcome", None), "result", None)
+    return res is not None and any(t is tc for t, _ in res.failures + res.errors)
+
+
 class EnvTestCase(unittest.TestCase):
     """A TestCase with a fresh Env per test (self.e)."""
 
     def setUp(self):
         self.e = Env(self.id().rsplit(".", 1)[-1])
         self.addCleanup(self.e.cleanup)
+
+    def failed(self):
+        return has_failed(self)

@@ -33,7 +33,7 @@ import unittest
 import dkim
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Env, prog, p11fault_path, SOFTHSM
+from harness import Env, has_failed, prog, p11fault_path, SOFTHSM
 from daemon_harness import RawClient, frame, pb_decode, pb_field, sign_request
 
 DOMAINS = int(os.environ.get("DKIMKEEP_SCALE_DOMAINS", "200"))
@@ -209,8 +209,7 @@ class Capacity(unittest.TestCase):
         return d["calls"]
 
     def dump_log(self, name):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if has_failed(self):
             with open(self.e.path(f"{name}.log"), errors="replace") as f:
                 print(f"--- {name}.log\n{f.read()[-3000:]}")
 

@@ -165,9 +165,9 @@ class ScaleOut(EnvTestCase):
             finally:
                 e.socket = old
             self.daemons.append((p, sock, e.path(f"d{i}.log")))
-        self.addCleanup(lambda: getattr(getattr(self, "_outcome", None), "success", True)
-                        or print("\n".join(open(lg, errors="replace").read()[-4000:]
-                                           for _, _, lg in self.daemons)))
+        self.addCleanup(lambda: self.failed()
+                        and print("\n".join(open(lg, errors="replace").read()[-4000:]
+                                            for _, _, lg in self.daemons)))
 
     def check_all(self, results, records):
         """Every signed message verifies with dkimpy; returns the failures."""
