@@ -100,6 +100,6 @@ hsm_lease_create(struct hsm_session *s, const char *label, const char *value, un
 int
 hsm_lease_destroy(struct hsm_session *s, unsigned long obj)
 {
-	/* One another process removed first (an expired lease) counts as removed (hsm_destroy). */
+	/* An object another process removed first (an expired lease) counts as removed. */
 	return hsm_destroy(s, obj, "a rotation lease (C_DestroyObject)");
 }

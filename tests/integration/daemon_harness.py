@@ -95,6 +95,11 @@ def sign_request(rid, header_section, body=b"", domain=None, algs=(), timestamp=
     return pb_field(1, rid) + pb_field(2, sr)
 
 
+def status_request(rid):
+    """A Request with an empty StatusRequest (field 3)."""
+    return pb_field(1, rid) + pb_field(3, b"")
+
+
 def selectors_of(signed):
     """The s= of every DKIM-Signature at the top of a signed message."""
     unfolded = signed.replace(b"\r\n\t", b"").replace(b"\n\t", b"").replace(b"\r\n ", b"")

@@ -19,8 +19,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BUILD, EnvTestCase, wait_for
-from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, pb_field, sign_request,
-                            split_message, open_fds, nofile_limits)
+from daemon_harness import (World, RawClient, Dkimpy, PipelinedLoad, frame, sign_request,
+                            status_request, split_message, open_fds, nofile_limits)
 from test_audit import records, sign_request_mid, msg as audit_msg
 
 MSG = (b"From: Joe SixPack <joe@example.com>\r\nTo: Suzie Q <suzie@shopping.example.net>\r\n"
@@ -239,7 +239,7 @@ class SlowAndVanishing(LoadCase):
         for i in range(n):
             c.send(frame(sign_request(50000 + i, *split_message(msgs[i]))))
             if i % 4 == 0:
-                c.send(frame(pb_field(1, 80000 + i) + pb_field(3, b"")))
+                c.send(frame(status_request(80000 + i)))
         one = RawClient(self.e.socket, timeout=120)
         for i in range(30):  # one at a time meanwhile, on another connection
             m = message(60000 + i)

@@ -34,7 +34,7 @@ import dkim
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Env, has_failed, prog, p11fault_path, SOFTHSM
-from daemon_harness import RawClient, frame, pb_decode, pb_field, sign_request
+from daemon_harness import RawClient, frame, pb_decode, sign_request, status_request
 
 DOMAINS = int(os.environ.get("DKIMKEEP_SCALE_DOMAINS", "200"))
 DAEMONS = int(os.environ.get("DKIMKEEP_SCALE_DAEMONS", "4"))
@@ -153,7 +153,7 @@ class Capacity(unittest.TestCase):
                 try:
                     c = RawClient(d["sock"], timeout=timeout)
                     try:
-                        c.send(frame(pb_field(1, 1) + pb_field(3, b"")))
+                        c.send(frame(status_request(1)))
                         r = token_status(c)
                     finally:
                         c.close()

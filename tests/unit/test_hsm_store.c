@@ -192,7 +192,8 @@ teardown(void **state)
 }
 
 /* The pipes' descriptors: a side keeps only its own two, so that its end shows who is gone. */
-static int pipes[8];
+#define NPIPE_FDS 8
+static int pipes[NPIPE_FDS];
 
 static pid_t
 spawn(void (*fn)(int, int), int in, int out)
@@ -201,7 +202,7 @@ spawn(void (*fn)(int, int), int in, int out)
 	int i;
 
 	if (pid == 0) {
-		for (i = 0; i < 8; i++)
+		for (i = 0; i < NPIPE_FDS; i++)
 			if (pipes[i] != in && pipes[i] != out)
 				(void)close(pipes[i]);
 		fn(in, out);
